@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
+import yaml
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
@@ -25,16 +27,23 @@ def load_config(cls: type[T], path: str | Path | None = None, overrides: list[st
         if not path.is_file():
             raise UserError(f"Config file {path} does not exist; pass an existing YAML file to --config.")
         try:
-            merged = OmegaConf.merge(merged, OmegaConf.load(path))
+            merged = OmegaConf.merge(merged, OmegaConf.create(_parse_yaml(path.read_text()) or {}))
+        except yaml.YAMLError as err:
+            raise UserError(f"Config file {path} is not valid YAML ({_first_line(err)}); fix its syntax.") \
+                from None
         except OmegaConfBaseException as err:
             raise UserError(f"Config file {path} does not match the config schema ({_first_line(err)}); "
                             "fix or remove that key.") from None
     for item in overrides or []:
         if "=" not in item:
-            raise UserError(f"Override '{item}' is not of the form key=value; write it as e.g. optim.lr=1e-4.")
+            raise UserError(f"Override '{item}' is not of the form key=value; write e.g. optim.lr=0.01.")
+        key, value = item.split("=", 1)
         try:
-            merged = OmegaConf.merge(merged, OmegaConf.from_dotlist([item]))
-        except OmegaConfBaseException as err:
+            nested: Any = _parse_yaml(value) if value.strip() else ""
+            for part in reversed(key.strip().split(".")):
+                nested = {part: nested}
+            merged = OmegaConf.merge(merged, OmegaConf.create(nested))
+        except (OmegaConfBaseException, yaml.YAMLError) as err:
             raise UserError(f"Override '{item}' does not match the config schema ({_first_line(err)}); "
                             "check the key name and value type.") from None
     return OmegaConf.to_object(merged)
@@ -43,6 +52,23 @@ def load_config(cls: type[T], path: str | Path | None = None, overrides: list[st
 def config_to_yaml(config: object) -> str:
     """The full resolved config as YAML, for saving next to a run."""
     return OmegaConf.to_yaml(OmegaConf.structured(config))
+
+
+class _Yaml12Loader(yaml.SafeLoader):
+    """YAML 1.2 booleans: only true/false are booleans, so `mode: off` stays the string "off"."""
+
+
+_Yaml12Loader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:bool"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+_Yaml12Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
+)
+
+
+def _parse_yaml(text: str) -> Any:
+    return yaml.load(text, Loader=_Yaml12Loader)  # noqa: S506 - a SafeLoader subclass
 
 
 def _first_line(err: Exception) -> str:

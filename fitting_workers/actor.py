@@ -1,0 +1,135 @@
+"""The fitting actor: SMPLify built once per process, batches fitted and written to the store writer.
+
+`FittingActor` is a plain class; the pool wraps it with `ray.remote` (see `remote_actor_class`), and
+the benchmark also calls it in-process. When Ray restarts a dead actor it runs `__init__` again, so
+a restarted actor rebuilds its body model and SMPLify from the same `BodyFiles`.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import uuid
+from typing import TYPE_CHECKING, Any, Protocol
+
+import numpy as np
+import ray
+
+from fitting_workers.jobs import FitBatchOutcome, FitJobBatch
+from fitting_workers.smplify import SmplifyConfig
+
+if TYPE_CHECKING:
+    from spin.body.files import BodyFiles
+
+HEALTH_GROUP = "health"
+
+
+class CandidateStore(Protocol):
+    """The part of `RemoteFitsStore` an actor needs (a local `FitsStore` has it too)."""
+
+    def get(self, keys: list[str]) -> dict: ...
+
+    def put_if_better(self, keys, pose, betas, cam_t, loss, round=0, step=0, source="smplify") -> Any: ...
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0] if text else ''}"
+
+
+class FittingActor:
+    """Fits job batches with SMPLify and offers every batch's candidates to the store in one call.
+
+    body_files: the SMPL model, extra joint regressor and GMM prior to build from; smplify_config:
+    iterations, weights, threshold; torch_threads: intra-op threads of this process; device: `cpu`
+    or `cuda`; store: the store writer (`RemoteFitsStore`) the candidates go to.
+    """
+
+    def __init__(
+        self,
+        body_files: BodyFiles,
+        smplify_config: SmplifyConfig,
+        torch_threads: int,
+        device: str,
+        store: CandidateStore,
+    ) -> None:
+        import torch
+
+        torch.set_num_threads(torch_threads)
+        try:
+            torch.set_num_interop_threads(1)
+        except RuntimeError:  # already set in this process (in-process use after other torch work)
+            pass
+        self._store = store
+        self._threshold = float(smplify_config.threshold)
+        self._device = device
+        self._fitter = self._build_fitter(body_files, smplify_config, device)
+        self._incarnation = uuid.uuid4().hex
+        self._node_id = ray.get_runtime_context().get_node_id() if ray.is_initialized() else ""
+
+    def _build_fitter(self, body_files: BodyFiles, config: SmplifyConfig, device: str):
+        """The fit function `batch -> FitResult` (numpy pose, betas, cam_t, loss, failed)."""
+        from fitting_workers.smplify import SMPLify
+        from spin.body import BodyModel
+
+        body = BodyModel.from_file(body_files.model, joint_regressor_extra=body_files.joint_regressor_extra)
+        smplify = SMPLify(body.to(device), body_files.prior, config, device=device)
+
+        def fit(batch: FitJobBatch):
+            return smplify.fit(batch.keypoints, batch.pose, batch.betas, batch.cam_t)
+
+        return fit
+
+    @ray.method(concurrency_group=HEALTH_GROUP)
+    def ping(self) -> dict:
+        """Answered on its own thread, so it returns at once even while a batch is being fitted."""
+        return {"pid": os.getpid(), "node_id": self._node_id, "incarnation": self._incarnation,
+                "device": self._device}
+
+    def fit_batch(self, batch: FitJobBatch) -> FitBatchOutcome:
+        """Fit a batch and offer its fits to the store in one `put_if_better` (one transaction).
+
+        Errors come back in the outcome, never as an exception; on an error nothing of the batch
+        was written. Fits SMPLify flags as failed are not offered.
+        """
+        outcome = FitBatchOutcome(size=len(batch), step=batch.step, node_id=self._node_id,
+                                  incarnation=self._incarnation)
+        try:
+            start = time.perf_counter()
+            result = self._fitter(batch)
+            outcome.fit_seconds = time.perf_counter() - start
+            loss = np.asarray(result.loss, dtype=np.float32)
+            usable = ~np.asarray(result.failed, dtype=bool) & np.isfinite(loss)
+            outcome.fitted = len(batch)
+            outcome.failed = int(len(batch) - usable.sum())
+            outcome.loss_sum = float(loss[usable].sum())
+            outcome.valid = int((loss[usable] < self._threshold).sum())
+            if usable.any():
+                start = time.perf_counter()
+                keys = [key for key, ok in zip(batch.keys, usable, strict=True) if ok]
+                had_fit = np.asarray(self._store.get(keys)["present"], dtype=bool)
+                accepted = np.asarray(
+                    self._store.put_if_better(
+                        keys,
+                        np.asarray(result.pose, dtype=np.float32)[usable],
+                        np.asarray(result.betas, dtype=np.float32)[usable],
+                        np.asarray(result.cam_t, dtype=np.float32)[usable],
+                        loss[usable],
+                        round=batch.round,
+                        step=batch.step,
+                        source="smplify",
+                    ),
+                    dtype=bool,
+                )
+                outcome.write_seconds = time.perf_counter() - start
+                outcome.accepted = int(accepted.sum())
+                outcome.improved = int((accepted & had_fit).sum())
+        except Exception as exc:  # errors are values: the trainer must never stop for a bad batch
+            return FitBatchOutcome(size=len(batch), step=batch.step, node_id=self._node_id,
+                                   incarnation=self._incarnation, error=_one_line(exc))
+        return outcome
+
+
+def remote_actor_class(actor_class: type = FittingActor):
+    """`actor_class` as a Ray actor whose `ping` runs beside (not behind) the queued batches."""
+    return ray.remote(concurrency_groups={HEALTH_GROUP: 1})(actor_class)

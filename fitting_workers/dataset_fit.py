@@ -1,0 +1,221 @@
+"""Whole-dataset fitting (`spin fits init`): every sample of a SPIN-format dataset through the actors.
+
+Nothing may be dropped here, so batches are submitted with `FittingPool.submit(block=True)`: the
+driver waits for room on an actor instead of dropping. A batch lost with a dead actor is retried
+once; what is still lost after that is counted (`dropped`) and reported.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from fitting_workers.config import FittingConfig
+from fitting_workers.jobs import FitBatchOutcome, FitJobBatch
+from fitting_workers.pool import FittingPool
+from spin.errors import UserError
+
+if TYPE_CHECKING:
+    from spin.body.files import BodyFiles
+    from spin.data.spin_format import SpinAnnotations
+
+# Readers of the store actor take batches this large at most (one read transaction each).
+PRESENCE_CHUNK = 4096
+
+
+@dataclass
+class InitialParameters:
+    """Where every sample's fit starts: pose (N, 72) axis-angle, betas (N, 10), cam_t (N, 3) or None."""
+
+    pose: np.ndarray
+    betas: np.ndarray
+    cam_t: np.ndarray | None = None
+
+
+@dataclass
+class DatasetFitReport:
+    """Outcome of fitting one dataset (job counts are samples)."""
+
+    dataset: str
+    samples: int
+    fitted: int
+    accepted: int
+    improved: int
+    failed: int
+    retried: int
+    dropped: int
+    errors: int
+    restarts: int
+    in_store: int
+    seconds: float
+    fits_per_s: float
+    mean_loss: float
+    frac_valid: float
+    actor_nodes: list[str] = field(default_factory=list)
+    last_error: str | None = None
+
+
+def dataset_keys(dataset: str, n: int) -> list[str]:
+    """Store keys `<dataset>/<index>` of a dataset's n samples."""
+    return [f"{dataset}/{index}" for index in range(n)]
+
+
+def check_dataset_name(dataset: str) -> str:
+    """A dataset name usable as a key prefix: non-empty, no '/' or whitespace."""
+    if not dataset or "/" in dataset or any(ch.isspace() for ch in dataset):
+        raise UserError(f"dataset name {dataset!r} cannot prefix store keys; pass --dataset without '/' or "
+                        "spaces (e.g. --dataset lsp).")
+    return dataset
+
+
+def mean_initialisation(body_files: BodyFiles, n: int) -> InitialParameters:
+    """SPIN's start for a sample without a prediction: the mean pose and shape, camera from keypoints.
+
+    Uses the model's `smpl_mean_params.npz`; without one, the rest pose turned to face the camera
+    (global orientation π about x) and zero betas.
+    """
+    if body_files.mean_params is not None:
+        import torch
+        from spin.body.files import load_mean_params
+
+        from spin.geometry import matrix_to_axis_angle, rot6d_to_matrix
+
+        mean = load_mean_params(body_files.mean_params)
+        rotations = rot6d_to_matrix(torch.as_tensor(np.asarray(mean["pose"], np.float32)).reshape(24, 6))
+        pose = matrix_to_axis_angle(rotations).reshape(72).numpy()
+        betas = np.asarray(mean["shape"], np.float32).reshape(10)
+    else:
+        pose = np.zeros(72, np.float32)
+        pose[0] = np.pi
+        betas = np.zeros(10, np.float32)
+    return InitialParameters(
+        pose=np.repeat(pose[None].astype(np.float32), n, axis=0),
+        betas=np.repeat(betas[None], n, axis=0),
+        cam_t=None,
+    )
+
+
+def load_initialisation(path: str | Path, n: int) -> InitialParameters:
+    """INIT.npz: `pose` (N, 72), `betas` (N, 10), optional `cam_t` (N, 3), finite, N = dataset size."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"initialisation file {path} does not exist; pass an .npz with pose and betas "
+                        "to --init.")
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            arrays = {key: np.asarray(data[key]) for key in data.files}
+    except Exception as exc:
+        raise UserError(f"{path} is not a readable .npz file ({type(exc).__name__}); pass INIT.npz with pose "
+                        "(N, 72) and betas (N, 10).") from None
+    expected = {"pose": (n, 72), "betas": (n, 10), "cam_t": (n, 3)}
+    for key in ("pose", "betas"):
+        if key not in arrays:
+            raise UserError(f"{path} has no '{key}' array; INIT.npz needs pose (N, 72) and betas (N, 10).")
+    checked = {}
+    for key, shape in expected.items():
+        if key not in arrays:
+            continue
+        array = arrays[key].astype(np.float32)
+        if array.shape != shape:
+            raise UserError(f"{path}: '{key}' has shape {array.shape}, expected {shape} for the dataset's "
+                            f"{n} samples; fix the file.")
+        if not np.isfinite(array).all():
+            raise UserError(f"{path}: '{key}' holds NaN/Inf values; replace them before fitting.")
+        checked[key] = array
+    return InitialParameters(pose=checked["pose"], betas=checked["betas"], cam_t=checked.get("cam_t"))
+
+
+def _batches(keys: list[str], keypoints: np.ndarray, init: InitialParameters, batch_size: int):
+    for start in range(0, len(keys), batch_size):
+        part = slice(start, start + batch_size)
+        yield FitJobBatch(
+            keys=keys[part],
+            keypoints=keypoints[part],
+            pose=init.pose[part],
+            betas=init.betas[part],
+            cam_t=None if init.cam_t is None else init.cam_t[part],
+        )
+
+
+def count_present(store, keys: list[str]) -> int:
+    """How many of `keys` have a fit in the store (read in chunks)."""
+    return sum(
+        int(np.asarray(store.get(keys[start:start + PRESENCE_CHUNK])["present"]).sum())
+        for start in range(0, len(keys), PRESENCE_CHUNK)
+    )
+
+
+def fit_dataset(
+    annotations: SpinAnnotations,
+    dataset: str,
+    store,
+    config: FittingConfig,
+    body_files: BodyFiles,
+    init: InitialParameters | None = None,
+    on_progress: Callable[[int, int], None] | None = None,
+    on_ready: Callable[[FittingPool], None] | None = None,
+) -> DatasetFitReport:
+    """Fit every sample of `annotations` with the actors; candidates go to `store` as `<dataset>/<i>`.
+
+    store: the store writer (`RemoteFitsStore`); Ray must be running (`runtime.ray_session`).
+    init: where fits start (default: the mean pose, camera from the keypoints). on_progress is
+    called with (samples done, samples total) as batches finish; on_ready with the pool once every
+    actor has started (before the first batch).
+    """
+    check_dataset_name(dataset)
+    n = len(annotations)
+    if n == 0:
+        raise UserError(f"{annotations.path} holds no samples; nothing to fit.")
+    init = init if init is not None else mean_initialisation(body_files, n)
+    keys = dataset_keys(dataset, n)
+
+    pool: FittingPool | None = None
+
+    def progress(_outcome: FitBatchOutcome) -> None:
+        if on_progress is not None and pool is not None:
+            counts = pool.counts()
+            on_progress(counts["fitted"] + counts["errors"] + counts["dropped"], n)
+
+    pool = FittingPool(config, body_files, store, on_outcome=progress)
+    try:
+        pool.wait_ready()
+        if on_ready is not None:
+            on_ready(pool)
+        start = time.perf_counter()
+        for batch in _batches(keys, annotations.keypoints, init, config.batch_size):
+            if not pool.submit(batch, block=True) and on_progress is not None:
+                progress(FitBatchOutcome(size=len(batch)))
+        pool.wait_idle()
+        seconds = time.perf_counter() - start
+        counts = pool.stats()
+        pool.health()  # refresh node ids of restarted actors
+        nodes = sorted({info.get("node_id", "") for info in pool.actor_info() if info.get("node_id")})
+    finally:
+        pool.shutdown()
+
+    usable = counts["fitted"] - counts["failed"]
+    return DatasetFitReport(
+        dataset=dataset,
+        samples=n,
+        fitted=counts["fitted"],
+        accepted=counts["accepted"],
+        improved=counts["improved"],
+        failed=counts["failed"],
+        retried=counts["retried"],
+        dropped=counts["dropped"],
+        errors=counts["errors"],
+        restarts=counts["restarts"],
+        in_store=count_present(store, keys),
+        seconds=seconds,
+        fits_per_s=counts["fitted"] / seconds if seconds > 0 else 0.0,
+        mean_loss=counts["mean_loss"] if usable else math.nan,
+        frac_valid=counts["valid"] / counts["fitted"] if counts["fitted"] else 0.0,
+        actor_nodes=nodes,
+        last_error=counts["last_error"],
+    )

@@ -1,0 +1,416 @@
+"""The trainer's client to the fitting actors: bounded, non-blocking submission, results as counts.
+
+The pool keeps at most `max_inflight_per_actor` batches on each actor (one fitting, the next
+queued on the actor: pipelining) and drops what does not fit, so `submit` never waits for fitting.
+Actors write their candidates to the store writer themselves; the pool only collects small
+`FitBatchOutcome` summaries, without blocking (`ray.wait(timeout=0)` in `poll`). An actor that
+dies is restarted by Ray (`max_restarts`); the batches it held are retried once on a live actor,
+then dropped and counted. Not thread-safe: use one pool from one thread.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING
+
+import numpy as np
+import ray
+from ray.exceptions import GetTimeoutError, ObjectLostError, RayActorError, WorkerCrashedError
+
+from fitting_workers.actor import FittingActor, remote_actor_class
+from fitting_workers.config import FittingConfig
+from fitting_workers.jobs import FitBatchOutcome, FitJobBatch
+from fitting_workers.runtime import start_ray, stop_ray
+from spin.errors import UserError
+
+if TYPE_CHECKING:
+    from spin.body.files import BodyFiles
+
+# A batch whose actor process went away: the work is lost, not wrong, so it is worth a retry.
+LOST_WITH_ACTOR = (RayActorError, ObjectLostError, WorkerCrashedError)
+STALENESS_WINDOW = 256
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0] if text else ''}"
+
+
+@dataclass
+class _Pending:
+    batch: FitJobBatch
+    actor: int
+    attempt: int = 0
+
+
+@dataclass
+class _ActorState:
+    inflight: int = 0
+    alive: bool = True  # False once Ray gave up restarting it
+    restarting: bool = False  # died; a ping waits for the restarted incarnation
+    deaths: int = 0
+    incarnation: str | None = None
+    info: dict = field(default_factory=dict)
+
+
+@dataclass
+class _Totals:
+    submitted: int = 0
+    fitted: int = 0
+    failed: int = 0
+    accepted: int = 0
+    improved: int = 0
+    valid: int = 0
+    loss_sum: float = 0.0
+    dropped: int = 0
+    retried: int = 0
+    errors: int = 0
+    abandoned: int = 0
+    restarts: int = 0
+    batches_done: int = 0
+    fit_seconds: float = 0.0
+
+
+class FittingPool:
+    """Ray fitting actors behind a bounded, non-blocking queue.
+
+    config: actor count, resources and queue bounds; body_files: what each actor builds its body
+    model and SMPLify from; store: the store writer (`RemoteFitsStore`) the actors write to.
+    on_outcome: called with each collected `FitBatchOutcome` (progress bars, logging).
+    actor_class: the class wrapped as the Ray actor (tests substitute a stand-in fit).
+    Ray must be running (`runtime.ray_session`); if it is not, the pool starts it from
+    `config.ray_address` and stops it in `shutdown()`.
+    """
+
+    def __init__(
+        self,
+        config: FittingConfig,
+        body_files: BodyFiles,
+        store,
+        *,
+        on_outcome: Callable[[FitBatchOutcome], None] | None = None,
+        actor_class: type = FittingActor,
+    ) -> None:
+        self.config = config
+        self._owns_ray = start_ray(address=config.ray_address)
+        self._on_outcome = on_outcome
+        options = {
+            "num_cpus": config.cpus_per_actor,
+            "num_gpus": config.gpus_per_actor,
+            "max_restarts": config.max_restarts,
+            "max_task_retries": 0,  # the pool decides about retries: once, then drop
+            "scheduling_strategy": config.scheduling.upper(),
+        }
+        remote_class = remote_actor_class(actor_class)
+        self._actors = [
+            remote_class.options(**options).remote(
+                body_files, config.smplify, config.torch_threads, config.device, store
+            )
+            for _ in range(config.num_actors)
+        ]
+        self._state = [_ActorState() for _ in self._actors]
+        self._inflight: dict[ray.ObjectRef, _Pending] = {}
+        self._revival_pings: dict[ray.ObjectRef, int] = {}
+        self._retry: deque[_Pending] = deque()
+        self._totals = _Totals()
+        self._staleness: deque[int] = deque(maxlen=STALENESS_WINDOW)
+        self._step = 0
+        self._next_actor = 0
+        self._first_submit: float | None = None
+        self._last_error: str | None = None
+        self._closed = False
+
+    # ------------------------------------------------------------------ trainer API
+
+    def set_step(self, step: int) -> None:
+        """The trainer's current step; staleness is measured against it when a batch is collected."""
+        self._step = int(step)
+
+    def submit(self, batch: FitJobBatch, block: bool = False, timeout: float | None = None) -> bool:
+        """Hand a batch to the least busy live actor; False when it was dropped (and counted).
+
+        Never waits unless `block` is True (whole-dataset fitting, where nothing may be dropped):
+        then it waits up to `timeout` seconds (None: as long as an actor may come back) for room.
+        """
+        if self._closed:
+            raise RuntimeError("FittingPool.submit after shutdown()")
+        if self._first_submit is None:
+            self._first_submit = time.monotonic()
+        self._totals.submitted += len(batch)
+        self.poll()
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            actor = self._free_actor()
+            if actor is not None:
+                self._dispatch(_Pending(batch, actor))
+                return True
+            remaining = None if deadline is None else deadline - time.monotonic()
+            if not block or not self._may_get_room() or (remaining is not None and remaining <= 0):
+                self._drop(batch)
+                return False
+            self._wait_any(remaining)
+
+    def poll(self) -> None:
+        """Collect every finished batch and ping without waiting; resubmit batches lost with an actor."""
+        refs = [*self._inflight, *self._revival_pings]
+        if refs:
+            ready, _ = ray.wait(refs, num_returns=len(refs), timeout=0)
+            self._handle(ready)
+        self._dispatch_retries()
+
+    def wait_idle(self, timeout: float | None = None) -> bool:
+        """Wait until no batch is in flight or waiting for a retry; False if `timeout` ran out first."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        self.poll()
+        while self._inflight or self._retry:
+            if not self._inflight and not self._revival_pings:
+                self._drop_retries()  # no actor can take them any more
+                break
+            remaining = None if deadline is None else deadline - time.monotonic()
+            if remaining is not None and remaining <= 0:
+                return False
+            self._wait_any(remaining)
+        return True
+
+    def health(self, timeout: float | None = None) -> list[bool]:
+        """Ping every actor (answered beside any running batch); True where it answered in time."""
+        timeout = self.config.health_timeout_s if timeout is None else timeout
+        self.poll()
+        refs = {}
+        for index, actor in enumerate(self._actors):
+            if self._state[index].alive:
+                refs[actor.ping.remote()] = index
+        answered = [False] * len(self._actors)
+        if refs:
+            ready, _ = ray.wait(list(refs), num_returns=len(refs), timeout=timeout)
+            for ref in ready:
+                try:
+                    info = ray.get(ref)
+                except Exception:  # a ping that fails means unhealthy, nothing more
+                    continue
+                self._seen(refs[ref], info)
+                answered[refs[ref]] = True
+        return answered
+
+    def wait_ready(self, timeout: float = 300.0) -> None:
+        """Block until every actor has built its body model and SMPLify (start of a run)."""
+        refs = [actor.ping.remote() for actor in self._actors]
+        try:
+            infos = ray.get(refs, timeout=timeout)
+        except GetTimeoutError as exc:
+            raise UserError(
+                f"the fitting actors did not start within {timeout:.0f} s; the Ray cluster may lack the "
+                f"resources asked for (cpus_per_actor={self.config.cpus_per_actor}, "
+                f"gpus_per_actor={self.config.gpus_per_actor}): lower them or add nodes."
+            ) from exc
+        except RayActorError as exc:
+            raise UserError(f"a fitting actor could not start: {_one_line(exc)}") from exc
+        for index, info in enumerate(infos):
+            self._seen(index, info)
+
+    def actor_info(self) -> list[dict]:
+        """Last known `pid`, `node_id`, `incarnation`, `device` of each actor (from pings and outcomes)."""
+        return [dict(state.info, alive=state.alive) for state in self._state]
+
+    @property
+    def actors(self) -> list:
+        """The Ray actor handles (for inspection and fault injection; do not call them directly)."""
+        return list(self._actors)
+
+    def counts(self) -> dict:
+        """Running totals without polling (safe inside an `on_outcome` callback)."""
+        totals = self._totals
+        fitted = totals.fitted
+        usable = fitted - totals.failed
+        elapsed = time.monotonic() - self._first_submit if self._first_submit is not None else 0.0
+        return {
+            "fits_per_s": fitted / elapsed if elapsed > 0 else 0.0,
+            "accepted_frac": totals.accepted / fitted if fitted else 0.0,
+            "improved_frac": totals.improved / fitted if fitted else 0.0,
+            "queue_depth": len(self._inflight) + len(self._retry),
+            "dropped": totals.dropped,
+            "staleness_steps": float(np.mean(self._staleness)) if self._staleness else 0.0,
+            "restarts": totals.restarts,
+            "retried": totals.retried,
+            "failed": totals.failed,
+            "errors": totals.errors,
+            "submitted": totals.submitted,
+            "fitted": fitted,
+            "accepted": totals.accepted,
+            "improved": totals.improved,
+            "valid": totals.valid,
+            "mean_loss": totals.loss_sum / usable if usable else float("nan"),
+            "inflight_jobs": sum(len(p.batch) for p in self._inflight.values())
+            + sum(len(p.batch) for p in self._retry),
+            "abandoned": totals.abandoned,
+            "alive_actors": sum(state.alive for state in self._state),
+            "fit_seconds": totals.fit_seconds,
+            "last_error": self._last_error,
+        }
+
+    def stats(self) -> dict:
+        """Collect what finished, then the totals.
+
+        Job counts: `fitted` (SMPLify ran), `failed` (flagged by SMPLify, not written),
+        `accepted` (written: better than the stored fit), `improved` (accepted where the key already
+        had a fit), `dropped` (never fitted: no room, or lost twice), `retried`, `errors` (batches
+        that raised, in jobs). `accepted_frac` / `improved_frac` are over `fitted`; `fits_per_s`
+        over the time since the first submit; `queue_depth` counts batches in flight or waiting for
+        a retry; `staleness_steps` is the mean over recent batches of (step at collection − step
+        of the prediction); `restarts` counts actor restarts seen.
+        """
+        self.poll()
+        return self.counts()
+
+    def shutdown(self) -> None:
+        """Stop the actors (batches still in flight are abandoned and counted); idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        self._totals.abandoned += sum(len(p.batch) for p in self._inflight.values())
+        self._totals.abandoned += sum(len(p.batch) for p in self._retry)
+        self._inflight.clear()
+        self._retry.clear()
+        self._revival_pings.clear()
+        for actor in self._actors:
+            try:
+                ray.kill(actor, no_restart=True)
+            except Exception:  # already gone, or Ray already stopped
+                pass
+        if self._owns_ray:
+            stop_ray()
+
+    def __enter__(self) -> FittingPool:
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.shutdown()
+
+    # ------------------------------------------------------------------ internals
+
+    def _free_actor(self) -> int | None:
+        """Least busy live actor with room, rotating among equals so work spreads over actors."""
+        best = None
+        n = len(self._actors)
+        for offset in range(n):
+            index = (self._next_actor + offset) % n
+            state = self._state[index]
+            if not state.alive or state.restarting or state.inflight >= self.config.max_inflight_per_actor:
+                continue
+            if best is None or state.inflight < self._state[best].inflight:
+                best = index
+        if best is not None:
+            self._next_actor = (best + 1) % n
+        return best
+
+    def _may_get_room(self) -> bool:
+        return any(state.alive for state in self._state)
+
+    def _dispatch(self, pending: _Pending) -> None:
+        ref = self._actors[pending.actor].fit_batch.remote(pending.batch)
+        self._inflight[ref] = pending
+        self._state[pending.actor].inflight += 1
+
+    def _dispatch_retries(self) -> None:
+        if self._retry and not self._may_get_room():
+            self._drop_retries()
+        while self._retry:
+            actor = self._free_actor()
+            if actor is None:
+                return
+            self._dispatch(replace(self._retry.popleft(), actor=actor))
+
+    def _drop_retries(self) -> None:
+        while self._retry:
+            self._drop(self._retry.popleft().batch)
+
+    def _drop(self, batch: FitJobBatch) -> None:
+        self._totals.dropped += len(batch)
+
+    def _wait_any(self, timeout: float | None) -> None:
+        refs = [*self._inflight, *self._revival_pings]
+        if not refs:
+            return
+        ready, _ = ray.wait(refs, num_returns=1, timeout=timeout)
+        self._handle(ready)
+        self._dispatch_retries()
+
+    def _handle(self, ready: list) -> None:
+        for ref in ready:
+            if ref in self._revival_pings:
+                self._handle_revival(ref)
+            elif ref in self._inflight:
+                self._handle_batch(ref)
+
+    def _handle_revival(self, ref) -> None:
+        index = self._revival_pings.pop(ref)
+        try:
+            info = ray.get(ref)
+        except LOST_WITH_ACTOR as exc:
+            self._on_death(index, exc, already_restarting=True)
+            return
+        self._seen(index, info)
+
+    def _handle_batch(self, ref) -> None:
+        pending = self._inflight.pop(ref)
+        self._state[pending.actor].inflight -= 1
+        try:
+            outcome: FitBatchOutcome = ray.get(ref)
+        except LOST_WITH_ACTOR as exc:
+            self._on_death(pending.actor, exc)
+            if pending.attempt < self.config.max_retries:
+                self._totals.retried += len(pending.batch)
+                self._retry.append(replace(pending, attempt=pending.attempt + 1))
+            else:
+                self._drop(pending.batch)
+            return
+        except Exception as exc:  # a bug in the actor outside its own guard: still only a value
+            outcome = FitBatchOutcome(size=len(pending.batch), step=pending.batch.step, error=_one_line(exc))
+        if outcome.incarnation:
+            self._seen(pending.actor, {"incarnation": outcome.incarnation, "node_id": outcome.node_id})
+        self._count(outcome)
+        if self._on_outcome is not None:
+            self._on_outcome(outcome)
+
+    def _count(self, outcome: FitBatchOutcome) -> None:
+        totals = self._totals
+        totals.batches_done += 1
+        if outcome.error is not None:
+            totals.errors += outcome.size
+            self._last_error = outcome.error
+            return
+        totals.fitted += outcome.fitted
+        totals.failed += outcome.failed
+        totals.accepted += outcome.accepted
+        totals.improved += outcome.improved
+        totals.valid += outcome.valid
+        totals.loss_sum += outcome.loss_sum
+        totals.fit_seconds += outcome.fit_seconds
+        self._staleness.append(self._step - outcome.step)
+
+    def _seen(self, index: int, info: dict) -> None:
+        """An answer from actor `index`: a new incarnation means Ray restarted it."""
+        state = self._state[index]
+        incarnation = info.get("incarnation")
+        if incarnation != state.incarnation:
+            if state.restarting or state.incarnation is not None:
+                self._totals.restarts += 1
+            state.incarnation = incarnation
+            state.restarting = False
+        state.info.update(info)
+
+    def _on_death(self, index: int, exc: BaseException, already_restarting: bool = False) -> None:
+        """Actor `index` lost a call: count the death once, then ping for its restarted incarnation."""
+        state = self._state[index]
+        if not state.alive or (state.restarting and not already_restarting):
+            return  # this death was already counted (several batches fail with one death)
+        self._last_error = _one_line(exc)
+        state.deaths += 1
+        state.restarting = True
+        if getattr(exc, "actor_init_failed", False) or state.deaths > self.config.max_restarts:
+            state.alive = False
+            return
+        self._revival_pings[self._actors[index].ping.remote()] = index

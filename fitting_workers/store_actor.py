@@ -1,0 +1,328 @@
+"""The store's single writer as a Ray actor, and `RemoteFitsStore`, its client with FitsStore's API.
+
+LMDB lives on a node-local disk and has one writer per environment. When Ray runs, that writer
+is `StoreWriterActor`, pinned to the node holding the store; fitting actors anywhere in the
+cluster send it batches, and readers on other nodes read through it in batches. Readers on the
+store's own node may open the directory directly with `FitsStore(path, readonly=True)`.
+
+The actor commits in groups: `put_if_better` calls that arrive while a transaction is being
+committed are merged into the next one. Per-batch atomicity and best-so-far are unchanged (a key
+offered by several merged batches keeps its lowest candidate, the earlier one on a tie, exactly
+as applying the batches in arrival order would leave it); the merge only saves a disk sync per
+batch when many small batches arrive at once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import threading
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import ray
+from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+from store import FitsStore, schema
+from store.errors import StoreError
+
+MAX_CONCURRENCY = 16
+
+
+@dataclass
+class _Offer:
+    """One caller's put_if_better batch, validated and broadcast to per-candidate arrays."""
+
+    keys: list[str]
+    pose: np.ndarray
+    betas: np.ndarray
+    cam_t: np.ndarray
+    loss: np.ndarray
+    round: np.ndarray
+    step: np.ndarray
+    source: np.ndarray
+    time: np.ndarray | None
+    accepted: np.ndarray | None = None
+    error: BaseException | None = None
+    done: bool = field(default=False)
+
+
+def _offer(keys, pose, betas, cam_t, loss, round, step, source, time) -> _Offer:
+    keys = list(keys)
+    count = len(keys)
+    for key in keys:
+        schema.parse_key(key)  # a bad key fails this caller only, not the group it would join
+
+    def rows(value: Any, width: int, name: str) -> np.ndarray:
+        array = np.asarray(value, dtype=np.float32)
+        if array.shape != (count, width):
+            raise StoreError(f"`{name}` has shape {array.shape}; put_if_better needs {(count, width)}")
+        return array
+
+    def per_candidate(value: Any, dtype: Any, name: str) -> np.ndarray:
+        array = np.asarray(value)
+        if array.ndim > 1 or (array.ndim == 1 and len(array) != count):
+            raise StoreError(f"`{name}` has shape {array.shape}; give one value or ({count},)")
+        return np.broadcast_to(array, (count,)).astype(dtype)
+
+    losses = np.asarray(loss, dtype=np.float64)
+    if losses.shape != (count,):
+        raise StoreError(f"`loss` has shape {losses.shape}; put_if_better needs ({count},)")
+    codes = schema.source_codes(source, count)
+    return _Offer(
+        keys=keys,
+        pose=rows(pose, schema.NUM_POSE, "pose"),
+        betas=rows(betas, schema.NUM_BETAS, "betas"),
+        cam_t=rows(cam_t, schema.NUM_CAM, "cam_t"),
+        loss=losses,
+        round=per_candidate(round, np.int64, "round"),
+        step=per_candidate(step, np.int64, "step"),
+        source=np.asarray(schema.SOURCES, dtype=object)[codes],
+        time=None if time is None else per_candidate(time, np.float64, "time"),
+    )
+
+
+class StoreWriter:
+    """Owns the one writable FitsStore of a node-local directory; see the module docstring."""
+
+    def __init__(self, path: str) -> None:
+        self._path = path
+        self._error: str | None = None
+        self._store: FitsStore | None = None
+        try:
+            self._store = FitsStore(path)
+        except StoreError as error:  # reported by ready(), so the caller gets the sentence, not a trace
+            self._error = str(error)
+        self._condition = threading.Condition()
+        self._pending: list[_Offer] = []
+        self._committing = False
+
+    def ready(self) -> tuple[str, str | None]:
+        return self._path, self._error
+
+    def node_id(self) -> str:
+        return ray.get_runtime_context().get_node_id()
+
+    def put_if_better(self, keys, pose, betas, cam_t, loss, round=0, step=0, source="smplify", time=None):
+        offer = _offer(keys, pose, betas, cam_t, loss, round, step, source, time)
+        with self._condition:
+            self._pending.append(offer)
+            while not offer.done and self._committing:
+                self._condition.wait()
+            if not offer.done:
+                self._committing = True
+                group, self._pending = self._pending, []
+        if not offer.done:
+            try:
+                self._commit(group)
+            finally:
+                with self._condition:
+                    self._committing = False
+                    self._condition.notify_all()
+        if offer.error is not None:
+            raise offer.error
+        return offer.accepted
+
+    def _commit(self, group: list[_Offer]) -> None:
+        """One transaction for every offer in the group; each gets its own slice of the result."""
+        try:
+            times = [
+                offer.time if offer.time is not None else np.full(len(offer.keys), np.nan) for offer in group
+            ]
+            time = np.concatenate(times)
+            now = np.isnan(time)
+            if now.any():
+                import time as clock
+
+                time[now] = clock.time()
+            accepted = self._store.put_if_better(
+                [key for offer in group for key in offer.keys],
+                np.concatenate([offer.pose for offer in group]),
+                np.concatenate([offer.betas for offer in group]),
+                np.concatenate([offer.cam_t for offer in group]),
+                np.concatenate([offer.loss for offer in group]),
+                round=np.concatenate([offer.round for offer in group]),
+                step=np.concatenate([offer.step for offer in group]),
+                source=np.concatenate([offer.source for offer in group]),
+                time=time,
+            )
+            start = 0
+            for offer in group:
+                offer.accepted = accepted[start : start + len(offer.keys)]
+                start += len(offer.keys)
+        except BaseException as error:
+            for offer in group:
+                offer.error = error
+        for offer in group:
+            offer.done = True
+
+    def get(self, keys: Sequence[str]) -> dict[str, np.ndarray]:
+        return self._store.get(keys)
+
+    def len(self) -> int:
+        return len(self._store)
+
+    def stats(self) -> dict[str, Any]:
+        return self._store.stats()
+
+    def datasets(self) -> dict[str, dict[str, Any]]:
+        return self._store.datasets()
+
+    def counters(self) -> dict[str, Any]:
+        return self._store.counters()
+
+    def rounds(self) -> list[dict[str, Any]]:
+        return self._store.rounds()
+
+    def record_round(self, round: int, summary: dict[str, Any], time: float | None = None) -> None:
+        self._store.record_round(round, summary, time=time)
+
+    def declare_dataset(self, name: str, size: int | None = None, dtype: str | None = None) -> None:
+        self._store.declare_dataset(name, size=size, dtype=dtype)
+
+    def snapshot(self, dest: str, repack: bool = False) -> str:
+        return str(self._store.snapshot(dest, repack=repack))
+
+    def read_chunk(self, name: str, start: int, chunk_size: int) -> dict[str, np.ndarray] | None:
+        """The first chunk of dataset `name` from index `start` on, or None past its end."""
+        for chunk in self._store.iter_dataset(name, chunk_size=chunk_size, start=start):
+            return chunk
+        return None
+
+
+StoreWriterActor = ray.remote(
+    num_cpus=0, max_concurrency=MAX_CONCURRENCY, max_restarts=3, max_task_retries=2
+)(StoreWriter)
+"""The Ray actor class. Retrying a task is safe: put_if_better applied twice equals applied once."""
+
+
+def _unwrap(ref: ray.ObjectRef) -> Any:
+    """ray.get that re-raises a StoreError from the actor as itself (one sentence, no remote trace)."""
+    try:
+        return ray.get(ref)
+    except ray.exceptions.RayTaskError as error:
+        if isinstance(error.cause, StoreError):
+            raise error.cause from None
+        raise
+
+
+class RemoteFitsStore:
+    """FitsStore's API, served by a `StoreWriterActor`; blocking calls, plus `put_if_better_async`.
+
+    Picklable (it holds an actor handle), so fitting actors and tasks on any node can use it.
+    """
+
+    def __init__(self, handle: ray.actor.ActorHandle, path: str | None = None) -> None:
+        self.handle = handle
+        self.path = path
+
+    def __repr__(self) -> str:
+        return f"RemoteFitsStore({self.path!r})"
+
+    def put_if_better(
+        self, keys, pose, betas, cam_t, loss, round=0, step=0, source="smplify", time=None
+    ) -> np.ndarray:
+        """As FitsStore.put_if_better: (B,) bool, True where the candidate was written."""
+        return _unwrap(self.put_if_better_async(keys, pose, betas, cam_t, loss, round, step, source, time))
+
+    def put_if_better_async(
+        self, keys, pose, betas, cam_t, loss, round=0, step=0, source="smplify", time=None
+    ) -> ray.ObjectRef:
+        """Send the batch without waiting; ray.get(ref) is the (B,) accepted mask."""
+        return self.handle.put_if_better.remote(
+            list(keys),
+            np.asarray(pose),
+            np.asarray(betas),
+            np.asarray(cam_t),
+            np.asarray(loss),
+            round,
+            step,
+            source,
+            time,
+        )
+
+    def get(self, keys: Sequence[str]) -> dict[str, np.ndarray]:
+        return _unwrap(self.handle.get.remote(list(keys)))
+
+    def __len__(self) -> int:
+        return _unwrap(self.handle.len.remote())
+
+    def stats(self) -> dict[str, Any]:
+        return _unwrap(self.handle.stats.remote())
+
+    def datasets(self) -> dict[str, dict[str, Any]]:
+        return _unwrap(self.handle.datasets.remote())
+
+    def counters(self) -> dict[str, Any]:
+        return _unwrap(self.handle.counters.remote())
+
+    def rounds(self) -> list[dict[str, Any]]:
+        return _unwrap(self.handle.rounds.remote())
+
+    def record_round(self, round: int, summary: dict[str, Any], time: float | None = None) -> None:
+        _unwrap(self.handle.record_round.remote(round, summary, time))
+
+    def declare_dataset(self, name: str, size: int | None = None, dtype: str | None = None) -> None:
+        _unwrap(self.handle.declare_dataset.remote(name, size, dtype))
+
+    def snapshot(self, dest: str | os.PathLike, repack: bool = False) -> str:
+        """Snapshot into `dest` on the writer's node (the path is interpreted there)."""
+        return _unwrap(self.handle.snapshot.remote(str(dest), repack))
+
+    def iter_dataset(self, name: str, chunk_size: int = 65536) -> Iterator[dict[str, np.ndarray]]:
+        start = 0
+        while True:
+            chunk = _unwrap(self.handle.read_chunk.remote(name, start, chunk_size))
+            if chunk is None:
+                return
+            yield chunk
+            start = int(chunk["index"][-1]) + 1
+
+    def close(self) -> None:
+        """Nothing to release on this side; the actor lives as long as the Ray job (see `kill`)."""
+
+    def kill(self) -> None:
+        """End the writer actor now (its committed writes are on disk)."""
+        ray.kill(self.handle)
+
+    def __enter__(self) -> RemoteFitsStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def writer_name(path: str) -> str:
+    """The Ray actor name of the writer of `path` (one writer per store directory)."""
+    return "fits-store-writer-" + hashlib.sha1(path.encode()).hexdigest()[:16]
+
+
+def open_store_writer(
+    path: str | os.PathLike, node_id: str | None = None, name: str | None = None
+) -> RemoteFitsStore:
+    """Start the writer actor of the store at `path` on `node_id` (default: this process's node), or
+    connect to it when it already runs. Ray must be initialised. Raises StoreError for a store it
+    cannot open (wrong schema version, not a fits store).
+    """
+    if not ray.is_initialized():
+        raise StoreError(
+            "Ray is not running; start it (fitting_workers.runtime.ray_session) before open_store_writer"
+        )
+    path = os.path.abspath(os.fspath(path))
+    node_id = node_id or ray.get_runtime_context().get_node_id()
+    handle = StoreWriterActor.options(
+        name=name or writer_name(path),
+        get_if_exists=True,
+        scheduling_strategy=NodeAffinitySchedulingStrategy(node_id=node_id, soft=False),
+    ).remote(path)
+    actual_path, error = ray.get(handle.ready.remote())
+    if error is not None:
+        ray.kill(handle)
+        raise StoreError(error)
+    if actual_path != path:
+        raise StoreError(
+            f"the Ray actor named {name!r} writes {actual_path}, not {path}; choose another name"
+        )
+    return RemoteFitsStore(handle, path)

@@ -1,0 +1,149 @@
+"""Which body-model files a run uses: the user's, or the synthetic set generated into the cache."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from spin.errors import UserError
+from spin.paths import cache_dir
+
+MODEL_FILE = "SMPL_NEUTRAL.pkl"
+EXTRA_REGRESSOR_FILE = "J_regressor_extra.npy"
+PRIOR_FILE = "gmm_08.pkl"
+MEAN_PARAMS_FILE = "smpl_mean_params.npz"
+_VERSION_FILE = "synthetic_version.txt"
+
+
+@dataclass
+class BodyFiles:
+    """Paths of one body-model set. ``joint_regressor_extra`` None: it travels inside the model file."""
+
+    model: Path
+    joint_regressor_extra: Path | None
+    prior: Path | None
+    mean_params: Path | None
+
+
+def synthetic_dir(seed: int = 0) -> Path:
+    """Where the synthetic set for ``seed`` lives in the cache."""
+    return cache_dir() / f"synthetic_body_seed{seed}"
+
+
+def _complete(folder: Path, version: str) -> bool:
+    names = (MODEL_FILE, EXTRA_REGRESSOR_FILE, PRIOR_FILE, MEAN_PARAMS_FILE, _VERSION_FILE)
+    if not all((folder / n).is_file() for n in names):
+        return False
+    return (folder / _VERSION_FILE).read_text().strip() == version
+
+
+def _files_in(folder: Path) -> BodyFiles:
+    return BodyFiles(
+        model=folder / MODEL_FILE,
+        joint_regressor_extra=folder / EXTRA_REGRESSOR_FILE,
+        prior=folder / PRIOR_FILE,
+        mean_params=folder / MEAN_PARAMS_FILE,
+    )
+
+
+def ensure_synthetic_body(seed: int = 0) -> BodyFiles:
+    """The synthetic set in the cache, generated on first use.
+
+    Generation writes into a temporary folder beside the target and renames it into place, so
+    readers never see a half-written set; when several processes race, the first rename wins and
+    the others discard their copy. A set from an older generator version is replaced.
+    """
+    from spin.body.synthetic import SYNTHETIC_VERSION, synthesize_body
+
+    version = str(SYNTHETIC_VERSION)
+    target = synthetic_dir(seed)
+    if _complete(target, version):
+        return _files_in(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
+    try:
+        synthesize_body(tmp, seed=seed)
+        (tmp / _VERSION_FILE).write_text(version + "\n")
+        if target.exists() and not _complete(target, version):
+            # Stale or broken: move it aside atomically, then delete it.
+            stale = Path(tempfile.mkdtemp(prefix=f".{target.name}.stale-", dir=target.parent))
+            try:
+                os.rename(target, stale / "old")
+            except OSError:
+                pass  # another process moved or replaced it first
+            shutil.rmtree(stale, ignore_errors=True)
+        try:
+            os.rename(tmp, target)
+        except OSError:
+            if not _complete(target, version):
+                raise
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    return _files_in(target)
+
+
+def _existing(path: str | Path | None, what: str, flag: str) -> Path | None:
+    if path is None:
+        return None
+    p = Path(path).expanduser()
+    if not p.is_file():
+        raise UserError(f"{what} file {p} does not exist; check the path given to {flag}.")
+    return p
+
+
+def resolve_body_files(
+    body_model: str | Path | None = None,
+    joint_regressor_extra: str | Path | None = None,
+    prior: str | Path | None = None,
+    mean_params: str | Path | None = None,
+) -> BodyFiles:
+    """The files a run uses.
+
+    No ``body_model``: the synthetic set (generated on first use), with its own extra regressor;
+    given paths still override its prior / mean parameters. With a ``body_model``: the extra
+    regressor is the given one or the one inside the model file (the synthetic one would not fit a
+    real mesh); a missing prior or mean-parameters file falls back to the synthetic set's (they do
+    not depend on the mesh).
+    """
+    model = _existing(body_model, "Body model", "--body-model")
+    extra = _existing(joint_regressor_extra, "Extra joint regressor", "--joint-regressor-extra")
+    prior_path = _existing(prior, "Pose prior", "--prior")
+    mean_path = _existing(mean_params, "Mean parameters", "--mean-params")
+    synthetic = None
+    if model is None or prior_path is None or mean_path is None:
+        synthetic = ensure_synthetic_body(0)
+    if model is None:
+        model = synthetic.model
+        extra = extra or synthetic.joint_regressor_extra
+    return BodyFiles(
+        model=model,
+        joint_regressor_extra=extra,
+        prior=prior_path or synthetic.prior,
+        mean_params=mean_path or synthetic.mean_params,
+    )
+
+
+def load_mean_params(path: str | Path) -> dict[str, np.ndarray]:
+    """SPIN's smpl_mean_params.npz: ``pose`` (144,) 6D, ``shape`` (10,), ``cam`` (3,), as float32."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"Mean parameters file {path} does not exist; pass SPIN's smpl_mean_params.npz.")
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            out = {k: np.asarray(data[k], dtype=np.float32).reshape(-1) for k in ("pose", "shape", "cam")}
+    except KeyError as exc:
+        raise UserError(f"Mean parameters file {path} lacks the array {exc}; it needs pose, shape and cam.") from exc
+    except Exception as exc:
+        raise UserError(f"Mean parameters file {path} is not a readable .npz ({type(exc).__name__}).") from exc
+    for key, size in (("pose", 144), ("shape", 10), ("cam", 3)):
+        if out[key].shape != (size,):
+            raise UserError(f"Mean parameters file {path}: '{key}' has {out[key].size} numbers, expected {size}.")
+        if not np.all(np.isfinite(out[key])):
+            raise UserError(f"Mean parameters file {path}: '{key}' contains NaN or Inf.")
+    return out

@@ -1,0 +1,127 @@
+"""`spin fits init`: fit every sample of a SPIN-format dataset with the fitting actors into a store."""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+_console = Console()
+
+
+def _report_table(report) -> Table:
+    table = Table(title=f"fits init · {report.dataset}", show_header=True)
+    table.add_column("samples", justify="right")
+    table.add_column("fitted", justify="right")
+    table.add_column("accepted", justify="right")
+    table.add_column("failed", justify="right")
+    table.add_column("retried", justify="right")
+    table.add_column("dropped", justify="right")
+    table.add_column("in store", justify="right")
+    table.add_column("fits/s", justify="right")
+    table.add_column("mean loss", justify="right")
+    table.add_column("frac valid", justify="right")
+    table.add_column("nodes", justify="right")
+    table.add_row(
+        str(report.samples),
+        str(report.fitted),
+        str(report.accepted),
+        str(report.failed),
+        str(report.retried),
+        str(report.dropped),
+        str(report.in_store),
+        f"{report.fits_per_s:.1f}",
+        "n/a" if math.isnan(report.mean_loss) else f"{report.mean_loss:.2f}",
+        f"{report.frac_valid:.3f}",
+        str(len(report.actor_nodes)),
+    )
+    return table
+
+
+def fits_init_command(
+    data: Annotated[Path, typer.Option("--data", help="SPIN-format dataset .npz whose samples are fitted.")],
+    store: Annotated[Path, typer.Option("--store", help="LMDB fits store (created if absent).")],
+    dataset: Annotated[str, typer.Option("--dataset", help="Dataset name: keys are <dataset>/<index>.")],
+    init: Annotated[
+        Optional[Path],
+        typer.Option("--init", help="INIT.npz with pose (N,72), betas (N,10), optional cam_t (N,3)."),
+    ] = None,
+    body_model: Annotated[
+        Optional[Path], typer.Option("--body-model", help="SMPL model file (default: the synthetic model).")
+    ] = None,
+    joint_regressor_extra: Annotated[
+        Optional[Path], typer.Option("--joint-regressor-extra", help="SPIN's J_regressor_extra.npy.")
+    ] = None,
+    prior: Annotated[Optional[Path], typer.Option("--prior", help="SMPLify's GMM prior gmm_08.pkl.")] = None,
+    workers: Annotated[int, typer.Option("--workers", min=1, help="Number of fitting actors.")] = 2,
+    batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Samples per fitting batch.")] = 32,
+    iters: Annotated[
+        Optional[int],
+        typer.Option("--iters", min=0, help="SMPLify iterations per stage (default: the mode's)."),
+    ] = None,
+    cpus_per_actor: Annotated[
+        float, typer.Option("--cpus-per-actor", min=0.0, help="Ray CPUs per actor.")
+    ] = 1.0,
+    gpus_per_actor: Annotated[
+        float, typer.Option("--gpus-per-actor", min=0.0, help="Ray GPU share per actor (>0 fits on CUDA).")
+    ] = 0.0,
+    threads: Annotated[int, typer.Option("--threads", min=1, help="Torch threads per actor.")] = 1,
+    ray_address: Annotated[
+        Optional[str], typer.Option("--ray-address", help="Join this Ray cluster (default: local Ray).")
+    ] = None,
+):
+    """Fit every sample of DATA with the fitting actors, from the mean pose or --init, into STORE."""
+    from fitting_workers.store_actor import open_store_writer
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from fitting_workers.config import FittingConfig
+    from fitting_workers.dataset_fit import check_dataset_name, fit_dataset, load_initialisation
+    from fitting_workers.runtime import ray_session
+    from fitting_workers.smplify import SmplifyConfig
+    from spin.body.files import resolve_body_files
+    from spin.data.spin_format import load_spin_npz
+
+    check_dataset_name(dataset)
+    annotations = load_spin_npz(data)
+    initial = load_initialisation(init, len(annotations)) if init is not None else None
+    body_files = resolve_body_files(
+        body_model=body_model, joint_regressor_extra=joint_regressor_extra, prior=prior
+    )
+    smplify = SmplifyConfig() if iters is None else SmplifyConfig(iters_camera=iters, iters_body=iters)
+    config = FittingConfig(
+        num_actors=workers,
+        cpus_per_actor=cpus_per_actor,
+        gpus_per_actor=gpus_per_actor,
+        torch_threads=threads,
+        batch_size=batch_size,
+        ray_address=ray_address,
+        smplify=smplify,
+    )
+    # Locally, Ray's logical CPUs must cover the actors asked for even on a small machine.
+    local_cpus = max(os.cpu_count() or 1, math.ceil(workers * cpus_per_actor))
+    with ray_session(address=ray_address, num_cpus=None if ray_address else local_cpus):
+        writer = open_store_writer(str(store))
+        with Progress(
+            TextColumn("[bold]fitting[/] {task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=_console,
+            transient=False,
+        ) as progress:
+            task = progress.add_task(dataset, total=len(annotations))
+
+            def advance(done: int, total: int) -> None:
+                progress.update(task, completed=done, total=total)
+
+            report = fit_dataset(annotations, dataset, writer, config, body_files, init=initial,
+                                 on_progress=advance)
+    _console.print(_report_table(report))
+    if report.last_error and (report.errors or report.dropped):
+        _console.print(f"[yellow]last error:[/] {report.last_error}", highlight=False)
+    return report

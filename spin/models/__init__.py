@@ -1,0 +1,14 @@
+"""The regressor network: image crop → SMPL pose (rotation matrices), betas, weak-perspective camera."""
+
+from spin.models.backbone import BACKBONE_FEATURES, ResNetEncoder, load_imagenet_weights
+from spin.models.regressor import ModelConfig, Regressor, RegressorOutput, build_regressor
+
+__all__ = [
+    "BACKBONE_FEATURES",
+    "ModelConfig",
+    "Regressor",
+    "RegressorOutput",
+    "ResNetEncoder",
+    "build_regressor",
+    "load_imagenet_weights",
+]

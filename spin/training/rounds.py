@@ -1,0 +1,94 @@
+"""Round bookkeeping: where a round's files go, its metrics.json, and the summary of a run's rounds."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+from spin.errors import UserError
+
+METRICS_FILE = "metrics.json"
+PLOT_FILE = "rounds.png"
+
+
+def round_dir(run_dir: Path, round_number: int) -> Path:
+    """`<run_dir>/round_XXX` (rounds count from 1)."""
+    return Path(run_dir) / f"round_{round_number:03d}"
+
+
+def write_metrics(path: Path, metrics: dict[str, Any]) -> None:
+    """metrics.json, atomically; NaN/Inf written as null (valid JSON)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(_finite(metrics), indent=2, sort_keys=True))
+    os.replace(tmp, path)
+
+
+def round_finished(run_dir: Path, round_number: int) -> bool:
+    return (round_dir(run_dir, round_number) / METRICS_FILE).is_file()
+
+
+def load_rounds(run_dir: str | Path) -> list[dict[str, Any]]:
+    """Every finished round's metrics, in order. A folder without rounds is a UserError."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise UserError(f"Run folder {run_dir} does not exist; "
+                        "pass the folder `spin train` wrote (runs/<name>).")
+    rounds = [json.loads(p.read_text()) for p in sorted(run_dir.glob(f"round_*/{METRICS_FILE}"))]
+    if not rounds:
+        raise UserError(f"Run folder {run_dir} has no finished round yet (no round_XXX/{METRICS_FILE}); "
+                        "wait for the first round to end or check the path.")
+    return sorted(rounds, key=lambda r: r["round"])
+
+
+def plot_rounds(rounds: list[dict[str, Any]], out: Path) -> Path:
+    """PNG: MPJPE and PA-MPJPE per round (left), fit statistics per round (right)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    x = [r["round"] for r in rounds]
+
+    def series(key: str) -> list[float]:
+        return [float("nan") if r.get(key) is None else r[key] for r in rounds]
+
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
+    left.plot(x, series("mpjpe"), "o-", label="MPJPE")
+    left.plot(x, series("pa_mpjpe"), "s-", label="PA-MPJPE")
+    left.set_xlabel("round")
+    left.set_ylabel("mm (test split, 14 LSP joints)")
+    left.set_xticks(x)
+    left.legend()
+    left.grid(alpha=0.3)
+    right.plot(x, series("frac_valid"), "o-", color="tab:green", label="fits under threshold (of stored)")
+    right.plot(x, series("frac_valid_of_train"), "^--", color="tab:olive",
+               label="train samples with a valid fit")
+    right.set_xlabel("round")
+    right.set_ylabel("fraction")
+    right.set_ylim(0, 1.02)
+    right.set_xticks(x)
+    right.grid(alpha=0.3)
+    loss_axis = right.twinx()
+    loss_axis.plot(x, series("mean_fit_loss"), "d:", color="tab:red", label="mean fit loss")
+    loss_axis.set_ylabel("mean stored fit loss")
+    lines = right.get_lines() + loss_axis.get_lines()
+    right.legend(lines, [line.get_label() for line in lines], loc="lower right", fontsize=8)
+    fig.suptitle("SPIN rounds")
+    fig.tight_layout()
+    fig.savefig(out, dpi=100)
+    plt.close(fig)
+    return out
+
+
+def _finite(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(v) for v in value]
+    return value

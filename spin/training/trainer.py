@@ -1,0 +1,507 @@
+"""The SPIN training loop: rounds of steps with fitting off, inside the step (sync) or beside it (async).
+
+Per step: images → regressor → body model → SPIN's losses against the batch's supervision
+(best-so-far store fits moved into the augmented frame, ground truth overriding). `sync` runs
+SMPLify on the batch and updates the store before the losses, as original SPIN does; `async`
+publishes the canonical-frame predictions to the Ray fitting actors and goes on.
+
+Per round: checkpoint, store snapshot, evaluation on the test split, fit statistics, all in
+`<run_dir>/round_XXX/`. `last.pt` (every `rounds.checkpoint_every` steps and at each round end)
+holds everything `--resume` needs to continue exactly: model, optimiser, scheduler, AMP scaler,
+step, RNG states, the sampler position (= steps × batch size) and the wandb run id.
+
+DDP-ready: the sampler shards draws by rank; only rank 0 logs, evaluates and writes checkpoints.
+Single process today (rank 0 of 1; `torch.distributed` is not required).
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import shutil
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+
+from spin.body import BodyModel, load_mean_params, resolve_body_files
+from spin.config import TrainConfig
+from spin.config_loading import config_to_yaml
+from spin.errors import UserError
+from spin.evaluation.evaluate import evaluate_model
+from spin.models import build_regressor
+from spin.training.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from spin.training.data_setup import TrainData, build_data
+from spin.training.fitting import AsyncFitting, SyncFitting
+from spin.training.overlays import keypoint_overlay
+from spin.training.rounds import METRICS_FILE, round_dir, round_finished, write_metrics
+from spin.training.run_logger import RunLogger
+from spin.training.sampler import ResumableSampler, SeededDraws
+from spin.training.step import Camera, canonical_fit_jobs, loss_terms, predict
+from spin.training.supervision import CollateWithFits, StoreFitReader, build_supervision
+
+LAST_CHECKPOINT = "last.pt"
+CONFIG_FILE = "config.yaml"
+STORE_DIR = "fits.lmdb"
+FIT_LOG_KEYS = ("fits_per_s", "accepted_frac", "improved_frac", "queue_depth", "staleness_steps", "dropped",
+                "accepted", "improved", "fitted", "restarts")
+LOSS_KEYS = ("total", "keypoints_2d", "keypoints_3d", "pose", "betas", "camera", "vertices")
+
+
+def default_run_dir(config: TrainConfig) -> Path:
+    return Path(config.run_dir) if config.run_dir else Path("runs") / config.name
+
+
+def select_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise UserError(f"Config device is '{name}' but CUDA is not available here; set device=cpu or auto.")
+    return torch.device(name)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+class Trainer:
+    """One training run in `run_dir`; `resume=True` continues it from `last.pt`.
+
+    `on_step(trainer)` is called after every optimiser step (progress bars, tests).
+    """
+
+    def __init__(self, config: TrainConfig, run_dir: str | Path, resume: bool = False, on_step=None,
+                 rank: int = 0, world_size: int = 1):
+        self.config = config
+        self.run_dir = Path(run_dir)
+        self.rank, self.world_size = rank, world_size
+        self.is_main = rank == 0
+        self.on_step = on_step
+        self.device = select_device(config.device)
+        self.mode = config.fitting.mode
+        self.threshold = config.fitting.smplify.threshold
+        self.camera = Camera(config.fitting.smplify.focal_length, config.fitting.smplify.img_res)
+        self.amp_dtype = {"off": None, "bf16": torch.bfloat16, "fp16": torch.float16}[config.optim.amp]
+        if self.device.type != "cuda":
+            self.amp_dtype = None  # CPU runs float32
+        self.channels_last = config.optim.channels_last and self.device.type == "cuda"
+        if config.torch_threads > 0:
+            torch.set_num_threads(config.torch_threads)
+        self._closers: list[Any] = []
+        self.store_path = Path(config.store) if config.store else self.run_dir / STORE_DIR
+        state = self._start_or_resume(resume)
+        seed_everything(config.seed)
+
+        self.body_files = resolve_body_files(config.body.body_model, config.body.joint_regressor_extra,
+                                             config.body.prior, config.body.mean_params)
+        self.body = BodyModel.from_files(self.body_files).to(self.device)
+        self.data: TrainData = build_data(config.data, config.model.img_res, self.body, self.body_files)
+        mean_params = load_mean_params(self.body_files.mean_params)
+        self.model = build_regressor(config.model, mean_params).to(self.device)
+        if self.channels_last:
+            self.model = self.model.to(memory_format=torch.channels_last)
+        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=config.optim.lr,
+                                          weight_decay=config.optim.weight_decay)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, self._lr_factor)
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
+        self.step = 0
+        self.round_start_count = 0
+        self.round_acc = self._empty_round_acc()
+        self.wandb_id: str | None = None
+        self.started = time.monotonic()
+        self.elapsed_before = 0.0
+        if state is not None:
+            self._load_state(state)
+
+        try:
+            self._open_store_and_fitting()
+            self.loader = self._train_loader()
+            self.test_loader = DataLoader(self.data.test, batch_size=config.rounds.eval_batch_size,
+                                          shuffle=False, num_workers=min(config.data.num_workers, 2),
+                                          generator=torch.Generator(), pin_memory=self._pin)
+            self.logger = RunLogger(
+                enabled=config.wandb.enabled and self.is_main, run_dir=self.run_dir,
+                project=config.wandb.project, name=config.name, config=asdict(config), run_id=self.wandb_id,
+                mode=config.wandb.mode,
+                entity=config.wandb.entity, tags=list(config.wandb.tags))
+            self.wandb_id = self.logger.run_id
+            self._closers.append(self.logger.finish)
+        except BaseException:
+            self.close()
+            raise
+
+    # ----------------------------------------------------------------------------- setup
+
+    @property
+    def _pin(self) -> bool:
+        return self.config.data.pin_memory and self.device.type == "cuda"
+
+    def _start_or_resume(self, resume: bool) -> dict[str, Any] | None:
+        last = self.run_dir / LAST_CHECKPOINT
+        if resume:
+            if not last.is_file():
+                raise UserError(f"Run folder {self.run_dir} has no {LAST_CHECKPOINT} to resume from; "
+                                "start it with `spin train --run-dir` first, or check the path.")
+            return load_checkpoint(last)
+        if last.is_file() or any(self.run_dir.glob("round_*")):
+            raise UserError(f"Run folder {self.run_dir} already holds a run; continue it with "
+                            f"`spin train --resume {self.run_dir}` or choose another --run-dir.")
+        if self.is_main:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            (self.run_dir / CONFIG_FILE).write_text(config_to_yaml(self.config))
+        return None
+
+    def _lr_factor(self, step: int) -> float:
+        optim = self.config.optim
+        factor = 1.0
+        if optim.warmup_steps > 0 and step < optim.warmup_steps:
+            factor = (step + 1) / optim.warmup_steps
+        if optim.schedule == "cosine":
+            total = self.config.rounds.num_rounds * self.config.rounds.steps_per_round
+            progress = min(1.0, step / max(1, total))
+            cosine = 0.5 * (1 + math.cos(math.pi * progress))
+            factor *= optim.min_lr_factor + (1 - optim.min_lr_factor) * cosine
+        return factor
+
+    def _open_store_and_fitting(self) -> None:
+        from store import FitsStore
+
+        # Declare the training datasets (name → size) before any writer starts; then one writer.
+        declare = FitsStore(self.store_path)
+        for name, size in self.data.sizes.items():
+            declare.declare_dataset(name, size)
+        self.fitting: AsyncFitting | SyncFitting | None = None
+        reader: StoreFitReader | None = StoreFitReader(self.store_path)
+        if self.mode == "async":
+            declare.close()
+            self._start_async_fitting()
+            self.store = FitsStore(self.store_path, readonly=True)  # any local process may read
+        else:
+            self.store = declare  # this process is the only writer
+            if self.mode == "sync":
+                from fitting_workers.smplify import SMPLify
+
+                smplify = SMPLify(self.body, self.body_files.prior, self.config.fitting.smplify,
+                                  device=self.device)
+                self.fitting = SyncFitting(smplify, self.store)
+                reader = None  # the step reads the store after fitting the batch
+        self._closers.append(self.store.close)
+        self.collate = CollateWithFits(reader, self.threshold)
+
+    def _start_async_fitting(self) -> None:
+        from fitting_workers.pool import FittingPool
+        from fitting_workers.runtime import start_ray, stop_ray
+        from fitting_workers.store_actor import open_store_writer
+
+        cfg = self.config.fitting
+        if start_ray(address=cfg.ray_address):
+            self._closers.append(stop_ray)
+        self.remote_store = open_store_writer(str(self.store_path))
+        self._closers.append(self.remote_store.kill)  # releases the writer handle (after the pool stops)
+        pool = FittingPool(cfg, self.body_files, self.remote_store)
+        self.fitting = AsyncFitting(pool, cfg.batch_size)
+        self._closers.append(self.fitting.close)
+        pool.wait_ready()
+
+    def _train_loader(self) -> DataLoader:
+        cfg = self.config.data
+        sampler = ResumableSampler(len(self.data.train), seed=self.config.seed,
+                                   start=self.step * cfg.batch_size, rank=self.rank,
+                                   world_size=self.world_size, weights=self.data.weights)
+        # The generator only feeds the workers' base seed (unused: draws carry their own seeds),
+        # but keeps the loader from drawing on the global torch RNG, which the checkpoint restores.
+        return DataLoader(SeededDraws(self.data.train), batch_size=cfg.batch_size, sampler=sampler,
+                          num_workers=cfg.num_workers, collate_fn=self.collate, pin_memory=self._pin,
+                          drop_last=True, persistent_workers=False, generator=torch.Generator(),
+                          prefetch_factor=2 if cfg.num_workers > 0 else None)
+
+    # ----------------------------------------------------------------------------- state
+
+    @staticmethod
+    def _empty_round_acc() -> dict[str, float]:
+        acc = {f"loss/{k}": 0.0 for k in LOSS_KEYS}
+        acc.update(batches=0, batches_with_fit=0, samples=0, supervised_fit=0, supervised_gt=0, fit_present=0,
+                   steps_time=0.0)
+        return acc
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "scaler": self.scaler.state_dict(),
+            "step": self.step,
+            "rng": rng_state(),
+            "sampler_position": self.step * self.config.data.batch_size,
+            "wandb_id": self.wandb_id,
+            "round_start_count": self.round_start_count,
+            "round_acc": dict(self.round_acc),
+            "elapsed_s": self.elapsed_s,
+            "config": asdict(self.config),
+        }
+
+    def _load_state(self, state: dict[str, Any]) -> None:
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.scaler.load_state_dict(state["scaler"])
+        self.step = int(state["step"])
+        self.wandb_id = state.get("wandb_id")
+        self.round_start_count = int(state.get("round_start_count", 0))
+        self.round_acc = dict(state.get("round_acc") or self._empty_round_acc())
+        self.elapsed_before = float(state.get("elapsed_s", 0.0))
+        set_rng_state(state["rng"])
+        self._resumed_rng = True
+
+    @property
+    def elapsed_s(self) -> float:
+        return self.elapsed_before + time.monotonic() - self.started
+
+    def save_last(self) -> None:
+        if self.is_main:
+            save_checkpoint(self.run_dir / LAST_CHECKPOINT, self.state_dict())
+
+    # ----------------------------------------------------------------------------- loop
+
+    @property
+    def total_steps(self) -> int:
+        return self.config.rounds.num_rounds * self.config.rounds.steps_per_round
+
+    @property
+    def current_round(self) -> int:
+        """1-based round of the next step."""
+        return self.step // self.config.rounds.steps_per_round + 1
+
+    @property
+    def current_round_done(self) -> int:
+        """1-based round of the last step taken (for progress display)."""
+        return max(0, self.step - 1) // self.config.rounds.steps_per_round + 1
+
+    def progress_info(self) -> str:
+        acc = self.round_acc
+        loss = acc["loss/total"] / max(1, acc["batches"])
+        supervised = acc["supervised_fit"] / max(1, acc["samples"])
+        return f"loss {loss:.2f}  fit-supervised {supervised:.0%}"
+
+    def train(self) -> list[dict[str, Any]]:
+        """Run the remaining steps and rounds; returns the metrics of the rounds finished now."""
+        spr = self.config.rounds.steps_per_round
+        finished: list[dict[str, Any]] = []
+        if self.step > 0 and self.step % spr == 0 and not round_finished(self.run_dir, self.step // spr):
+            finished.append(self.end_round(self.step // spr))  # killed during the round's end work
+        batches = iter(self.loader)
+        while self.step < self.total_steps:
+            batch = next(batches)
+            self.train_step(batch)
+            if self.step % spr == 0:
+                finished.append(self.end_round(self.step // spr))
+            elif self.step % self.config.rounds.checkpoint_every == 0:
+                self.save_last()
+        return finished
+
+    def _to_device(self, batch: dict[str, Any]) -> dict[str, Any]:
+        nb = self._pin
+        out = {k: (v.to(self.device, non_blocking=nb) if isinstance(v, torch.Tensor) else v)
+               for k, v in batch.items()}
+        if self.channels_last:
+            out["img"] = out["img"].contiguous(memory_format=torch.channels_last)
+        return out
+
+    def train_step(self, batch: dict[str, Any]) -> dict[str, float]:
+        """One optimiser step on `batch` (a collated batch from the training loader)."""
+        started = time.perf_counter()
+        cfg = self.config
+        self.model.train()
+        cpu_batch = batch
+        batch = self._to_device(batch)
+        pred = predict(self.model, self.body, batch["img"], self.camera,
+                       need_vertices=cfg.losses.vertex_weight > 0, amp_dtype=self.amp_dtype)
+        round_number = self.current_round
+        if self.mode == "sync":
+            assert isinstance(self.fitting, SyncFitting)
+            jobs = canonical_fit_jobs(pred, cpu_batch)
+            fits = self.fitting.fit_and_store(jobs, self.step, round_number, self.threshold)
+            supervision = build_supervision(fits, cpu_batch["flip"], cpu_batch["rot"], cpu_batch["pose"],
+                                            cpu_batch["betas"], cpu_batch["has_smpl"], self.threshold)
+            supervision = supervision.to(self.device)
+        else:
+            supervision = batch["supervision"].to(self.device, non_blocking=self._pin)
+        terms = loss_terms(pred, batch, supervision, self.body, cfg.losses)
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(terms["total"]).backward()
+        if cfg.optim.grad_clip > 0:
+            self.scaler.unscale_(self.optimizer)
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.optim.grad_clip)
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.scheduler.step()
+        if self.mode == "async":
+            assert isinstance(self.fitting, AsyncFitting)
+            self.fitting.publish(canonical_fit_jobs(pred, cpu_batch), self.step, round_number)
+        self.step += 1
+        values = {k: float(v.detach()) for k, v in terms.items()}
+        self._accumulate(values, supervision, time.perf_counter() - started)
+        if self.is_main and self.step % cfg.rounds.log_every == 0:
+            self._log_step(values)
+        if self.on_step is not None:
+            self.on_step(self)
+        return values
+
+    def _accumulate(self, values: dict[str, float], supervision: Any, seconds: float) -> None:
+        acc = self.round_acc
+        for key, value in values.items():
+            acc[f"loss/{key}"] += value
+        acc["batches"] += 1
+        acc["samples"] += int(supervision.valid.shape[0])
+        acc["supervised_fit"] += int(supervision.from_fit.sum())
+        acc["batches_with_fit"] += int(bool(supervision.from_fit.any()))
+        acc["supervised_gt"] += int((supervision.valid & ~supervision.from_fit).sum())
+        acc["fit_present"] += int(supervision.present.sum())
+        acc["steps_time"] += seconds
+        self.last_supervision = supervision
+
+    def _fit_stats(self) -> dict[str, Any]:
+        return self.fitting.stats() if self.fitting is not None else {}
+
+    def _log_step(self, values: dict[str, float]) -> None:
+        logged = {f"train/{k}": v for k, v in values.items()}
+        logged["train/lr"] = self.scheduler.get_last_lr()[0]
+        logged["train/round"] = self.current_round
+        sup = self.last_supervision
+        logged["train/supervised_fit_frac"] = float(sup.from_fit.float().mean())
+        stats = self._fit_stats()
+        for key in FIT_LOG_KEYS:
+            if isinstance(stats.get(key), int | float):
+                logged[f"fitting/{key}"] = stats[key]
+        self.logger.log(logged, step=self.step)
+
+    # ----------------------------------------------------------------------------- rounds
+
+    def train_fit_stats(self) -> dict[str, Any]:
+        """Fit statistics over the training datasets: count, coverage, frac_valid, mean loss, improved."""
+        from store.stats import dataset_stats
+
+        everything = dataset_stats(self.store, self.threshold)
+        per_dataset = {k: v for k, v in everything.items() if k in self.data.sizes}
+        count = sum(v["count"] for v in per_dataset.values())
+        size = sum(self.data.sizes.values())
+        valid = sum(v["frac_valid"] * v["count"] for v in per_dataset.values())
+        scored = [(v["mean_loss"], v["count"] - v["unscored"]) for v in per_dataset.values()
+                  if v["mean_loss"] is not None]
+        weight = sum(n for _, n in scored)
+        return {
+            "fits_count": count,
+            "coverage": count / size if size else 0.0,
+            "frac_valid": valid / count if count else 0.0,
+            "frac_valid_of_train": valid / size if size else 0.0,
+            "mean_fit_loss": sum(m * n for m, n in scored) / weight if weight else None,
+            "median_fit_loss": {k: v["median_loss"] for k, v in per_dataset.items()},
+        }
+
+    def end_round(self, number: int) -> dict[str, Any]:
+        """Checkpoint, snapshot, evaluation and fit statistics of round `number` (1-based)."""
+        cfg = self.config
+        folder = round_dir(self.run_dir, number)
+        folder.mkdir(parents=True, exist_ok=True)
+        fit_stats = {k: v for k, v in self._fit_stats().items()
+                     if isinstance(v, int | float | str | type(None))}
+        store_stats = self.train_fit_stats()
+        counters = self.store.counters() if hasattr(self.store, "counters") else {}
+        accepted_in_round = int(counters.get("by_round", {}).get(str(number), {}).get("accepted", 0))
+        new_in_round = store_stats["fits_count"] - self.round_start_count
+        evaluation = evaluate_model(self.model, self.body, self.test_loader, self.device,
+                                    max_samples=cfg.rounds.eval_max_samples, amp_dtype=self.amp_dtype)
+        acc = self.round_acc
+        batches = max(1, acc["batches"])
+        metrics: dict[str, Any] = {
+            "round": number,
+            "step": self.step,
+            "elapsed_s": self.elapsed_s,
+            **evaluation.metrics(),
+            **{k: v for k, v in store_stats.items() if k != "median_fit_loss"},
+            "fits_accepted_in_round": accepted_in_round,
+            "fits_new_in_round": new_in_round,
+            "fits_improved_in_round": max(0, accepted_in_round - new_in_round),
+            "supervised_fit_frac": acc["supervised_fit"] / max(1, acc["samples"]),
+            "supervised_gt_frac": acc["supervised_gt"] / max(1, acc["samples"]),
+            "batches_with_fit_supervision": acc["batches_with_fit"],
+            "train_loss": {k.removeprefix("loss/"): acc[k] / batches for k in acc if k.startswith("loss/")},
+            "steps_per_s": acc["batches"] / acc["steps_time"] if acc["steps_time"] else None,
+            "fitting_mode": self.mode,
+            "fitting": fit_stats,
+        }
+        if self.is_main:
+            if cfg.rounds.snapshot_store:
+                snapshot = folder / STORE_DIR
+                if snapshot.exists():
+                    shutil.rmtree(snapshot)  # a previous attempt at this round's end was interrupted
+                self.store.snapshot(snapshot)
+                metrics["store_snapshot"] = str(snapshot)
+            metrics["overlays"] = self._overlays(folder, number)
+            metrics["checkpoint"] = str(folder / "checkpoint.pt")
+            self._record_round(number, metrics)
+            self.round_start_count = store_stats["fits_count"]
+            self.round_acc = self._empty_round_acc()
+            state = self.state_dict()
+            save_checkpoint(folder / "checkpoint.pt", state)
+            save_checkpoint(self.run_dir / LAST_CHECKPOINT, state)
+            write_metrics(folder / METRICS_FILE, metrics)  # written last: marks the round finished
+            logged = {f"eval/{k}": metrics[k] for k in ("mpjpe", "pa_mpjpe", "pve")}
+            logged |= {f"fits/{k}": metrics[k] for k in ("frac_valid", "frac_valid_of_train", "coverage",
+                                                          "mean_fit_loss", "fits_improved_in_round")}
+            self.logger.log(logged, step=self.step)
+        return metrics
+
+    def _record_round(self, number: int, metrics: dict[str, Any]) -> None:
+        summary = {k: metrics[k] for k in ("mpjpe", "pa_mpjpe", "frac_valid", "coverage", "mean_fit_loss",
+                                            "fits_improved_in_round", "step")}
+        writer = getattr(self, "remote_store", None) if self.mode == "async" else self.store
+        if writer is not None and hasattr(writer, "record_round"):
+            writer.record_round(number, summary)
+
+    @torch.no_grad()
+    def _overlays(self, folder: Path, number: int) -> list[str]:
+        count = min(self.config.rounds.overlay_images, len(self.data.test))
+        if count <= 0:
+            return []
+        items = [self.data.test[i] for i in range(count)]
+        images = torch.stack([item["img"] for item in items]).to(self.device)
+        self.model.eval()
+        pred = predict(self.model, self.body, images, self.camera, need_vertices=False,
+                       amp_dtype=self.amp_dtype)
+        self.model.train()
+        paths, arrays, captions = [], [], []
+        from PIL import Image
+
+        for i, item in enumerate(items):
+            array = keypoint_overlay(item["img"], pred.keypoints_2d[i], item["keypoints"])
+            path = folder / f"overlay_{i:02d}.png"
+            Image.fromarray(array).save(path)
+            paths.append(str(path))
+            arrays.append(array)
+            captions.append(f"{item['key']} round {number}")
+        self.logger.log_images("eval/overlays", arrays, captions, step=self.step)
+        return paths
+
+    # ----------------------------------------------------------------------------- teardown
+
+    def close(self) -> None:
+        """Stop the fitting actors, Ray (if started here), wandb; idempotent."""
+        while self._closers:
+            closer = self._closers.pop()
+            try:
+                closer()
+            except Exception:  # noqa: BLE001 - teardown goes on whatever one part says
+                pass
+
+    def __enter__(self) -> Trainer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
