@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import time
 import uuid
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
@@ -32,6 +33,13 @@ class CandidateStore(Protocol):
     def put_if_better(self, keys, pose, betas, cam_t, loss, round=0, step=0, source="smplify") -> Any: ...
 
 
+def connect_store_writer(name: str, path: str | None) -> CandidateStore:
+    """The store writer actor `name` as a `RemoteFitsStore` (looked up inside the fitting actor)."""
+    from fitting_workers.store_actor import RemoteFitsStore
+
+    return RemoteFitsStore(ray.get_actor(name), path)
+
+
 def _one_line(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
     return f"{type(exc).__name__}: {text[0] if text else ''}"
@@ -42,7 +50,9 @@ class FittingActor:
 
     body_files: the SMPL model, extra joint regressor and GMM prior to build from; smplify_config:
     iterations, weights, threshold; torch_threads: intra-op threads of this process; device: `cpu`
-    or `cuda`; store: the store writer (`RemoteFitsStore`) the candidates go to.
+    or `cuda`; store: where the candidates go, a store (`RemoteFitsStore`) or a function without
+    arguments that connects to one (so that Ray need not keep a pickled actor handle among the
+    constructor arguments, which a restart could lose).
     """
 
     def __init__(
@@ -51,7 +61,7 @@ class FittingActor:
         smplify_config: SmplifyConfig,
         torch_threads: int,
         device: str,
-        store: CandidateStore,
+        store: CandidateStore | Callable[[], CandidateStore],
     ) -> None:
         import torch
 
@@ -60,7 +70,7 @@ class FittingActor:
             torch.set_num_interop_threads(1)
         except RuntimeError:  # already set in this process (in-process use after other torch work)
             pass
-        self._store = store
+        self._store = store if hasattr(store, "put_if_better") else store()
         self._threshold = float(smplify_config.threshold)
         self._device = device
         self._fitter = self._build_fitter(body_files, smplify_config, device)

@@ -58,6 +58,7 @@ class DatasetFitReport:
     mean_loss: float
     frac_valid: float
     actor_nodes: list[str] = field(default_factory=list)
+    writer_node: str | None = None
     last_error: str | None = None
 
 
@@ -82,8 +83,8 @@ def mean_initialisation(body_files: BodyFiles, n: int) -> InitialParameters:
     """
     if body_files.mean_params is not None:
         import torch
-        from spin.body.files import load_mean_params
 
+        from spin.body.files import load_mean_params
         from spin.geometry import matrix_to_axis_angle, rot6d_to_matrix
 
         mean = load_mean_params(body_files.mean_params)
@@ -151,6 +152,16 @@ def count_present(store, keys: list[str]) -> int:
     )
 
 
+def writer_node_id(store) -> str | None:
+    """Ray node id of a `RemoteFitsStore`'s writer actor (None for other stores)."""
+    handle = getattr(store, "handle", None)
+    if handle is None:
+        return None
+    import ray
+
+    return ray.get(handle.node_id.remote())
+
+
 def fit_dataset(
     annotations: SpinAnnotations,
     dataset: str,
@@ -174,6 +185,7 @@ def fit_dataset(
         raise UserError(f"{annotations.path} holds no samples; nothing to fit.")
     init = init if init is not None else mean_initialisation(body_files, n)
     keys = dataset_keys(dataset, n)
+    store.declare_dataset(dataset, size=n)
 
     pool: FittingPool | None = None
 
@@ -217,5 +229,6 @@ def fit_dataset(
         mean_loss=counts["mean_loss"] if usable else math.nan,
         frac_valid=counts["valid"] / counts["fitted"] if counts["fitted"] else 0.0,
         actor_nodes=nodes,
+        writer_node=writer_node_id(store),
         last_error=counts["last_error"],
     )

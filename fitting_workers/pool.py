@@ -10,6 +10,7 @@ then dropped and counted. Not thread-safe: use one pool from one thread.
 
 from __future__ import annotations
 
+import functools
 import time
 from collections import deque
 from collections.abc import Callable
@@ -20,7 +21,7 @@ import numpy as np
 import ray
 from ray.exceptions import GetTimeoutError, ObjectLostError, RayActorError, WorkerCrashedError
 
-from fitting_workers.actor import FittingActor, remote_actor_class
+from fitting_workers.actor import FittingActor, connect_store_writer, remote_actor_class
 from fitting_workers.config import FittingConfig
 from fitting_workers.jobs import FitBatchOutcome, FitJobBatch
 from fitting_workers.runtime import start_ray, stop_ray
@@ -37,6 +38,26 @@ STALENESS_WINDOW = 256
 def _one_line(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
     return f"{type(exc).__name__}: {text[0] if text else ''}"
+
+
+def store_argument(store):
+    """What the actors are given for `store`: for the store writer actor, a by-name connector.
+
+    A pickled actor handle among an actor's constructor arguments puts them in Ray's object store,
+    where they may be gone when Ray restarts the actor (ray-project/ray#53727); a name and a path
+    are plain values that stay with the actor's definition.
+    """
+    from fitting_workers.store_actor import RemoteFitsStore, writer_name
+
+    if isinstance(store, RemoteFitsStore) and store.path:
+        name = getattr(store, "name", None) or writer_name(store.path)
+        try:
+            same_actor = ray.get_actor(name)._actor_id == store.handle._actor_id
+        except ValueError:  # no actor of that name: the writer was opened under another name
+            same_actor = False
+        if same_actor:
+            return functools.partial(connect_store_writer, name, store.path)
+    return store
 
 
 @dataclass
@@ -78,7 +99,8 @@ class FittingPool:
     """Ray fitting actors behind a bounded, non-blocking queue.
 
     config: actor count, resources and queue bounds; body_files: what each actor builds its body
-    model and SMPLify from; store: the store writer (`RemoteFitsStore`) the actors write to.
+    model and SMPLify from; store: the store writer (`RemoteFitsStore`) the actors write to, or a
+    function without arguments, run in each actor, that returns a store.
     on_outcome: called with each collected `FitBatchOutcome` (progress bars, logging).
     actor_class: the class wrapped as the Ray actor (tests substitute a stand-in fit).
     Ray must be running (`runtime.ray_session`); if it is not, the pool starts it from
@@ -105,9 +127,10 @@ class FittingPool:
             "scheduling_strategy": config.scheduling.upper(),
         }
         remote_class = remote_actor_class(actor_class)
+        store_arg = store_argument(store)
         self._actors = [
             remote_class.options(**options).remote(
-                body_files, config.smplify, config.torch_threads, config.device, store
+                body_files, config.smplify, config.torch_threads, config.device, store_arg
             )
             for _ in range(config.num_actors)
         ]
@@ -260,7 +283,9 @@ class FittingPool:
         that raised, in jobs). `accepted_frac` / `improved_frac` are over `fitted`; `fits_per_s`
         over the time since the first submit; `queue_depth` counts batches in flight or waiting for
         a retry; `staleness_steps` is the mean over recent batches of (step at collection − step
-        of the prediction); `restarts` counts actor restarts seen.
+        of the prediction); `restarts` counts actor deaths after which Ray restarts the actor
+        (seen when the actor's batches fail, or from a new incarnation); `alive_actors` excludes
+        actors Ray gave up on.
         """
         self.poll()
         return self.counts()
@@ -392,18 +417,25 @@ class FittingPool:
         self._staleness.append(self._step - outcome.step)
 
     def _seen(self, index: int, info: dict) -> None:
-        """An answer from actor `index`: a new incarnation means Ray restarted it."""
+        """An answer from actor `index`; a new incarnation means Ray restarted it."""
         state = self._state[index]
         incarnation = info.get("incarnation")
-        if incarnation != state.incarnation:
-            if state.restarting or state.incarnation is not None:
-                self._totals.restarts += 1
-            state.incarnation = incarnation
+        if state.restarting:
+            if incarnation == state.incarnation:  # it had not died after all (a transient RPC error)
+                self._totals.restarts -= 1
+                state.deaths -= 1
             state.restarting = False
+        elif state.incarnation is not None and incarnation != state.incarnation:
+            self._totals.restarts += 1  # died and came back between two answers, unseen
+        state.incarnation = incarnation
         state.info.update(info)
 
     def _on_death(self, index: int, exc: BaseException, already_restarting: bool = False) -> None:
-        """Actor `index` lost a call: count the death once, then ping for its restarted incarnation."""
+        """Actor `index` lost a call: count the death once; Ray restarts it unless out of restarts.
+
+        A ping then waits for the restarted incarnation (no batch goes to the actor meanwhile); if the
+        ping fails too, the restart died as well, or Ray gave up on the actor.
+        """
         state = self._state[index]
         if not state.alive or (state.restarting and not already_restarting):
             return  # this death was already counted (several batches fail with one death)
@@ -413,4 +445,5 @@ class FittingPool:
         if getattr(exc, "actor_init_failed", False) or state.deaths > self.config.max_restarts:
             state.alive = False
             return
+        self._totals.restarts += 1
         self._revival_pings[self._actors[index].ping.remote()] = index

@@ -45,7 +45,10 @@ def start_ray(
                 "or drop --ray-address to run locally."
             ) from exc
     else:
+        # "local" always starts a private instance: a bare ray.init() would join any cluster that
+        # `ray start` left on this machine (/tmp/ray/ray_current_cluster), e.g. another user's.
         ray.init(
+            address="local",
             num_cpus=num_cpus,
             num_gpus=num_gpus,
             include_dashboard=False,

@@ -52,8 +52,7 @@ class _Offer:
 def _offer(keys, pose, betas, cam_t, loss, round, step, source, time) -> _Offer:
     keys = list(keys)
     count = len(keys)
-    for key in keys:
-        schema.parse_key(key)  # a bad key fails this caller only, not the group it would join
+    schema.parse_keys(keys)  # a bad key fails this caller only, not the group it would join
 
     def rows(value: Any, width: int, name: str) -> np.ndarray:
         array = np.asarray(value, dtype=np.float32)

@@ -124,6 +124,8 @@ class TrainConfig:
     wandb: WandbConfig = field(default_factory=WandbConfig)
 
     def __post_init__(self) -> None:
+        if self.optim.amp in ("False", "false"):  # YAML 1.1 reads a bare `off` as a boolean
+            self.optim.amp = "off"
         checks = [
             (self.data.source in ("synthetic", "files"), "data.source", "synthetic or files"),
             (self.optim.amp in AMP_MODES, "optim.amp", " or ".join(AMP_MODES)),

@@ -58,7 +58,7 @@ def migrate_command(path: Path | str) -> str:
 class _Environment:
     """The one open LMDB environment of a directory in this process, shared by its FitsStores."""
 
-    def __init__(self, path: str, writable: bool, map_size: int) -> None:
+    def __init__(self, path: str, writable: bool, map_size: int, sync: bool = True) -> None:
         self.path = path
         self.pid = os.getpid()
         self.lock = threading.RLock()
@@ -68,9 +68,9 @@ class _Environment:
         self.fits_db: Any = None
         self.meta_db: Any = None
         self.exact_db: Any = None
-        self.open(writable, map_size)
+        self.open(writable, map_size, sync)
 
-    def open(self, writable: bool, map_size: int) -> None:
+    def open(self, writable: bool, map_size: int, sync: bool = True) -> None:
         if writable:
             Path(self.path).mkdir(parents=True, exist_ok=True)
             env = lmdb.open(
@@ -79,8 +79,8 @@ class _Environment:
                 max_dbs=4,
                 max_readers=MAX_READERS,
                 max_spare_txns=0,
-                sync=True,
-                metasync=True,
+                sync=sync,
+                metasync=sync,
                 lock=True,
                 meminit=False,
             )
@@ -161,6 +161,12 @@ class _Environment:
                         return body(txn)
                 except lmdb.MapResizedError:  # the writer grew the file past our mapping
                     self.env.set_mapsize(0)
+                except lmdb.ReadersFullError:  # slots of processes that died without closing
+                    if not self.env.reader_check():
+                        raise StoreError(
+                            f"all {MAX_READERS} reader slots of fits store {self.path} are in use; "
+                            "use fewer reading processes"
+                        ) from None
             raise StoreError(f"could not follow the map growth of fits store {self.path}; reopen it")
 
     def _pre_grow(self, estimate_bytes: int) -> None:
@@ -239,7 +245,7 @@ if hasattr(os, "register_at_fork"):
     )
 
 
-def _acquire(path: str, writable: bool, map_size: int) -> _Environment:
+def _acquire(path: str, writable: bool, map_size: int, sync: bool) -> _Environment:
     with _OPEN_LOCK:
         handle = _OPEN.get(path)
         if handle is not None and handle.pid != os.getpid():
@@ -252,12 +258,12 @@ def _acquire(path: str, writable: bool, map_size: int) -> _Environment:
                 pass
             handle = None
         if handle is None:
-            handle = _Environment(path, writable, map_size)
+            handle = _Environment(path, writable, map_size, sync)
             _OPEN[path] = handle
         elif writable and not handle.writable:
             with handle.lock:
                 handle.close()
-                handle.open(True, map_size)
+                handle.open(True, map_size, sync)
         handle.users += 1
         return handle
 
@@ -340,14 +346,25 @@ class FitsStore:
     `FitsStore(path)` opens (creating if needed) a store for writing; `readonly=True` opens an
     existing one for reading. Instances pickle as their path, so they can be handed to data-loader
     workers and Ray tasks, which open their own handle on first use.
+
+    `sync=True` (default) makes every committed batch durable: two fsyncs per commit. A process
+    crash never loses a committed batch either way (the data is in the OS's page cache);
+    `sync=False` only trades away survival of an operating-system crash or power loss, where
+    LMDB may then lose recent batches or, on file systems that reorder writes, the store. Use it
+    for scratch stores and benchmarks. The first opener in a process decides for the process.
     """
 
     def __init__(
-        self, path: str | os.PathLike, readonly: bool = False, map_size: int = DEFAULT_MAP_SIZE
+        self,
+        path: str | os.PathLike,
+        readonly: bool = False,
+        map_size: int = DEFAULT_MAP_SIZE,
+        sync: bool = True,
     ) -> None:
         self.path = Path(path).expanduser().resolve()
         self.readonly = readonly
         self.map_size = int(map_size)
+        self.sync = sync
         self._handle: _Environment | None = None
         self._dataset_ids: dict[str, int] = {}
         if readonly:
@@ -367,7 +384,7 @@ class FitsStore:
         if handle is None or handle.pid != os.getpid() or handle.env is None:
             if handle is not None and handle.pid == os.getpid():
                 _release(handle)
-            handle = _acquire(str(self.path), not self.readonly, self.map_size)
+            handle = _acquire(str(self.path), not self.readonly, self.map_size, self.sync)
             self._handle = handle
             self._dataset_ids = {}
         return handle
@@ -391,10 +408,11 @@ class FitsStore:
             pass
 
     def __getstate__(self) -> dict[str, Any]:
-        return {"path": self.path, "readonly": self.readonly, "map_size": self.map_size}
+        return {"path": self.path, "readonly": self.readonly, "map_size": self.map_size, "sync": self.sync}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.path, self.readonly, self.map_size = state["path"], state["readonly"], state["map_size"]
+        self.sync = state.get("sync", True)
         self._handle, self._dataset_ids = None, {}
 
     def __repr__(self) -> str:
@@ -416,7 +434,7 @@ class FitsStore:
         if any(name not in self._dataset_ids for name in set(names)):
             self._dataset_ids = {n: d["id"] for n, d in self._datasets_in(txn).items()}
         ids = self._dataset_ids
-        return np.fromiter((ids.get(name, -1) for name in names), dtype=np.int64, count=len(names))
+        return np.array([ids.get(name, -1) for name in names], dtype=np.int64)
 
     def datasets(self) -> dict[str, dict[str, Any]]:
         """name → {id, size (rows a full export has), count (records stored), dtype (of imports)}."""
@@ -548,9 +566,7 @@ class FitsStore:
             raise StoreError(f"`round` must lie in 0..{np.iinfo(np.uint32).max}")
         codes = schema.source_codes(source, count)
         times = _per_candidate(_time.time() if time is None else time, count, "time", np.float64)
-        parsed = [schema.parse_key(key) for key in keys]
-        names = [name for name, _ in parsed]
-        indices = np.fromiter((index for _, index in parsed), dtype=np.int64, count=count)
+        names, indices = schema.parse_keys(keys)
         with np.errstate(invalid="ignore", over="ignore"):
             finite = (
                 np.isfinite(pose).all(axis=1)
@@ -564,10 +580,11 @@ class FitsStore:
             datasets = self._datasets_in(txn)
             for name in dict.fromkeys(names[i] for i in candidates):
                 self._dataset_entry(datasets, name)
-            ids = (
-                np.array([datasets[name]["id"] for name in names], dtype=np.int64)
-                if count
-                else np.zeros(0, int)
+            # Datasets of refused candidates only are not registered; their ids are never used.
+            ids = np.fromiter(
+                (datasets[name]["id"] if name in datasets else -1 for name in names),
+                dtype=np.int64,
+                count=count,
             )
             ints = schema.key_ints(ids[candidates], indices[candidates])
             # Sort by key, then loss, then position: the first of each key group is its best.
@@ -673,9 +690,7 @@ class FitsStore:
         handle = self._env()
         keys = list(keys)
         count = len(keys)
-        parsed = [schema.parse_key(key) for key in keys]
-        names = [name for name, _ in parsed]
-        indices = np.fromiter((index for _, index in parsed), dtype=np.int64, count=count)
+        names, indices = schema.parse_keys(keys)
 
         def body(
             txn: lmdb.Transaction,

@@ -382,7 +382,9 @@ def import_h5(
                 f"{path} was not written by `spin fits export --format h5`; import its arrays as .npy instead"
             )
         sources = json.loads(handle.attrs.get("sources", json.dumps(schema.SOURCES)))
-        groups = {str(group.attrs["name"]): group for group in handle["datasets"].values()}
+        # In the exporting store's id order, so a restore into an empty store keeps the ids.
+        ordered = sorted(handle["datasets"].values(), key=lambda group: int(group.attrs["id"]))
+        groups = {str(group.attrs["name"]): group for group in ordered}
         wanted = list(groups) if datasets is None else list(datasets)
         for name in wanted:
             if name not in groups:

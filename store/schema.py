@@ -149,12 +149,25 @@ def source_names(codes: np.ndarray) -> np.ndarray:
 def parse_key(key: str) -> tuple[str, int]:
     """'<dataset>/<index>' → (dataset, index); the dataset name may itself contain '/'."""
     dataset, sep, index = str(key).rpartition("/")
-    if not sep or not dataset or not index.isdigit() or int(index) > MAX_INDEX:
+    if not sep or not dataset or not (index.isascii() and index.isdecimal()) or int(index) > MAX_INDEX:
         raise StoreError(
             f"fit key {key!r} is not '<dataset>/<index>' with an index in 0..{MAX_INDEX}; "
             "write keys like 'h36m/123'"
         )
     return dataset, int(index)
+
+
+def parse_keys(keys: Sequence[str]) -> tuple[list[str], np.ndarray]:
+    """B keys → (B dataset names, (B,) int64 indices); a StoreError names the first bad key."""
+    parts = [str(key).rpartition("/") for key in keys]
+    names = [dataset for dataset, _, _ in parts]
+    digits = [index for _, _, index in parts]
+    well_formed = all(names) and all(map(str.isdecimal, digits)) and all(map(str.isascii, digits))
+    indices = np.fromiter(map(int, digits), dtype=np.int64, count=len(digits)) if well_formed else None
+    if indices is None or (len(indices) and indices.max() > MAX_INDEX):
+        for key in keys:
+            parse_key(key)  # raises for the first bad key
+    return names, indices
 
 
 def format_key(dataset: str, index: int) -> str:

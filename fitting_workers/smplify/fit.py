@@ -183,22 +183,44 @@ class SMPLify:
                     cam_t: torch.Tensor, weight: torch.Tensor, init_body_pose: torch.Tensor,
                     init_betas: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Stage 2: pose `(B, 72)` and betas `(B, 10)` with the camera fixed."""
-        cfg, w = self.config, self.config.weights
         confidence = fitting_confidence(kp)
 
         def objective(orient: torch.Tensor, body_pose: torch.Tensor, betas: torch.Tensor) -> torch.Tensor:
-            joints = self._joints(torch.cat([orient, body_pose], dim=1), betas)
-            loss = body_data_term(joints, cam_t, kp, confidence, cfg.focal_length, cfg.img_res, cfg.sigma)
-            loss = loss + w.pose_prior**2 * self.prior(body_pose)
-            loss = loss + w.angle_prior**2 * angle_prior(body_pose)
-            loss = loss + w.shape_prior**2 * shape_prior(betas)
-            if cfg.anchor_weight > 0:
-                loss = loss + cfg.anchor_weight * anchor_term(body_pose, betas, init_body_pose, init_betas)
-            return loss * weight
+            pose = torch.cat([orient, body_pose], dim=1)
+            return self._body_loss(pose, betas, cam_t, kp, confidence, init_body_pose, init_betas) * weight
 
         orient, body_pose, betas = self._optimize(
             objective, [pose_init[:, :3], pose_init[:, 3:], betas_init], self.settings.iters_body)
         return torch.cat([orient, body_pose], dim=1), betas
+
+    def _body_loss(self, pose: torch.Tensor, betas: torch.Tensor, cam_t: torch.Tensor, kp: torch.Tensor,
+                   confidence: torch.Tensor, init_body_pose: torch.Tensor, init_betas: torch.Tensor,
+                   ) -> torch.Tensor:
+        """SPIN's body-stage objective per sample `(B,)` (+ the optional anchor term)."""
+        cfg, w = self.config, self.config.weights
+        body_pose = pose[:, 3:]
+        joints = self._joints(pose, betas)
+        loss = body_data_term(joints, cam_t, kp, confidence, cfg.focal_length, cfg.img_res, cfg.sigma)
+        loss = loss + w.pose_prior**2 * self.prior(body_pose)
+        loss = loss + w.angle_prior**2 * angle_prior(body_pose)
+        loss = loss + w.shape_prior**2 * shape_prior(betas)
+        if cfg.anchor_weight > 0:
+            loss = loss + cfg.anchor_weight * anchor_term(body_pose, betas, init_body_pose, init_betas)
+        return loss
+
+    def body_objective(self, pose: ArrayLike, betas: ArrayLike, cam_t: ArrayLike, keypoints: ArrayLike,
+                       init_pose: ArrayLike | None = None, init_betas: ArrayLike | None = None) -> np.ndarray:
+        """The body-stage objective `(B,)` that stage 2 minimises, at the given parameters (diagnostics).
+
+        init_pose / init_betas only matter with an anchor weight (default: the parameters themselves).
+        """
+        with torch.no_grad():
+            pose_t, betas_t, cam_t_t, kp = (self._tensor(a) for a in (pose, betas, cam_t, keypoints))
+            init_pose_t = pose_t if init_pose is None else self._tensor(init_pose)
+            init_betas_t = betas_t if init_betas is None else self._tensor(init_betas)
+            loss = self._body_loss(pose_t, betas_t, cam_t_t, kp, fitting_confidence(kp), init_pose_t[:, 3:],
+                                   init_betas_t)
+        return loss.cpu().numpy().astype(np.float32)
 
     def _optimize(self, objective: Callable[..., torch.Tensor], init: list[torch.Tensor],
                   iters: int) -> list[torch.Tensor]:

@@ -69,6 +69,7 @@ def ensure_synthetic_body(seed: int = 0) -> BodyFiles:
     try:
         synthesize_body(tmp, seed=seed)
         (tmp / _VERSION_FILE).write_text(version + "\n")
+        os.chmod(tmp, 0o755)  # mkdtemp makes it private; the cache is shared by the user's processes
         if target.exists() and not _complete(target, version):
             # Stale or broken: move it aside atomically, then delete it.
             stale = Path(tempfile.mkdtemp(prefix=f".{target.name}.stale-", dir=target.parent))
@@ -136,9 +137,14 @@ def load_mean_params(path: str | Path) -> dict[str, np.ndarray]:
         raise UserError(f"Mean parameters file {path} does not exist; pass SPIN's smpl_mean_params.npz.")
     try:
         with np.load(path, allow_pickle=False) as data:
+            missing = [k for k in ("pose", "shape", "cam") if k not in data.files]
+            if missing:
+                raise UserError(
+                    f"Mean parameters file {path} lacks the array '{missing[0]}'; it needs pose, shape and cam."
+                )
             out = {k: np.asarray(data[k], dtype=np.float32).reshape(-1) for k in ("pose", "shape", "cam")}
-    except KeyError as exc:
-        raise UserError(f"Mean parameters file {path} lacks the array {exc}; it needs pose, shape and cam.") from exc
+    except UserError:
+        raise
     except Exception as exc:
         raise UserError(f"Mean parameters file {path} is not a readable .npz ({type(exc).__name__}).") from exc
     for key, size in (("pose", 144), ("shape", 10), ("cam", 3)):

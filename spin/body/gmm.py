@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
+import math
 import pickle
 from dataclasses import dataclass
 from pathlib import Path
-
-import math
 
 import numpy as np
 import torch
@@ -33,9 +32,9 @@ def _component_log_probs(x: torch.Tensor, means: torch.Tensor, covars: torch.Ten
     """(N, K) log(weight_k · N(x | mean_k, covar_k)); all components in one batched solve."""
     d = x.shape[1]
     chol = torch.linalg.cholesky(covars)  # (K, D, D)
-    diff = (x[None] - means[:, None]).transpose(1, 2)  # (K, D, N)
-    sol = torch.linalg.solve_triangular(chol, diff, upper=False)
-    maha = (sol * sol).sum(1)  # (K, N)
+    precision = torch.cholesky_inverse(chol)
+    diff = x[None] - means[:, None]  # (K, N, D)
+    maha = ((diff @ precision) * diff).sum(-1)  # (K, N)
     logdet = 2.0 * torch.log(torch.diagonal(chol, dim1=-2, dim2=-1)).sum(-1)  # (K,)
     return (torch.log(weights)[:, None] - 0.5 * (maha + logdet[:, None] + d * math.log(2 * math.pi))).T
 
@@ -56,6 +55,16 @@ def fit_gmm(
     x (N, D). ``reg`` is added to every covariance diagonal so no component collapses. Runs in
     torch float64 (batched over components; torch's thread setting applies).
     """
+    threads = torch.get_num_threads()
+    # Many tiny 69x69 factorisations: extra threads only contend (badly so on a busy machine).
+    torch.set_num_threads(1)
+    try:
+        return _fit_gmm(x, n_components, rng, iterations, reg)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _fit_gmm(x: np.ndarray, n_components: int, rng: np.random.Generator, iterations: int, reg: float) -> PoseGMM:
     x_np = np.asarray(x, dtype=np.float64)
     n, d = x_np.shape
     means_np = _kmeans_pp_init(x_np, n_components, rng)

@@ -46,13 +46,17 @@ class _ChumpyStandIn:
         self.state = state
 
     def to_array(self) -> np.ndarray | None:
-        state = self.state
+        # Old pickles may rebuild the object without calling __init__, so read attributes defensively.
+        state = getattr(self, "state", None)
+        if state is None:
+            state = self.__dict__
         if isinstance(state, tuple) and state and isinstance(state[-1], dict):
             state = state[-1]
         if isinstance(state, dict) and "x" in state:
             return np.asarray(state["x"])
-        if self.args and isinstance(self.args[0], np.ndarray):
-            return self.args[0]
+        args = getattr(self, "args", ())
+        if args and isinstance(args[0], np.ndarray):
+            return args[0]
         return None
 
 

@@ -36,7 +36,7 @@ from spin.body.files import (
     PRIOR_FILE,
     BodyFiles,
 )
-from spin.body.gmm import fit_gmm, save_gmm
+from spin.body.gmm import PoseGMM, fit_gmm, save_gmm
 from spin.body.pose_sampler import sample_body_pose
 from spin.joints import FLIP_PERM_SMPL, SMPL_PARENTS
 
@@ -698,11 +698,11 @@ def _axis_angle_to_rot6d(pose: np.ndarray) -> np.ndarray:
     return matrix_to_rot6d(axis_angle_to_matrix(aa)).reshape(-1).numpy()
 
 
-def fit_pose_prior(seed: int = 0, n_samples: int = 6000, n_components: int = 8):
+def fit_pose_prior(seed: int = 0, n_samples: int = 4000, n_components: int = 8) -> PoseGMM:
     """GMM over poses from ``sample_body_pose`` (deterministic for the seed)."""
     rng = np.random.default_rng([seed, 1])
     poses = sample_body_pose(n_samples, rng).astype(np.float64)
-    return fit_gmm(poses, n_components, rng, iterations=30)
+    return fit_gmm(poses, n_components, rng, iterations=25)
 
 
 def synthesize_body(out_dir: str | Path, seed: int = 0) -> BodyFiles:

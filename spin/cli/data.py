@@ -16,7 +16,7 @@ _console = Console()
 
 @data_app.command("synth")
 def synth_command(
-    out: Annotated[Path, typer.Option("--out", help="Output folder (npz files, images/, synthetic_meta.json).")],
+    out: Annotated[Path, typer.Option("--out", help="Output folder (npz files, images/, metadata).")],
     train: Annotated[int, typer.Option("--train", min=0, help="Number of training images.")] = 1000,
     test: Annotated[int, typer.Option("--test", min=0, help="Number of test images.")] = 200,
     image_size: Annotated[int, typer.Option("--image-size", min=16, help="Image side in pixels.")] = 128,
@@ -31,6 +31,10 @@ def synth_command(
     occlusion: Annotated[
         float, typer.Option("--occlusion", min=0.0, max=1.0, help="Chance an OpenPose keypoint is missing.")
     ] = 0.1,
+    joints3d_for_all: Annotated[
+        bool, typer.Option("--joints3d-for-all/--joints3d-with-smpl-only",
+                           help="3D joints S for every row, or only for rows that keep SMPL ground truth.")
+    ] = True,
     image_format: Annotated[str, typer.Option("--image-format", help="png (lossless) or jpg.")] = "png",
     body_model: Annotated[
         Optional[Path], typer.Option("--body-model", help="SMPL model file (default: the synthetic model).")
@@ -47,7 +51,8 @@ def synth_command(
 
     torch.set_num_threads(1)
     body = BodyModel.from_files(resolve_body_files(body_model, joint_regressor_extra))
-    config = SynthConfig(keypoint_noise_px=keypoint_noise, occlusion_prob=occlusion, image_format=image_format)
+    config = SynthConfig(keypoint_noise_px=keypoint_noise, occlusion_prob=occlusion,
+                         joints3d_for_all=joints3d_for_all, image_format=image_format)
     start = time.perf_counter()
     paths = synthesize_dataset(out, body, n_train=train, n_test=test, image_size=image_size, seed=seed,
                                gt_fraction=gt_fraction, config=config, progress=True)
@@ -60,7 +65,8 @@ def synth_command(
         kept = round(gt_fraction * n) if split == "train" else n
         table.add_row(split, str(path), str(n), str(kept))
     _console.print(table)
-    _console.print(f"{train + test} images of {image_size}px in {elapsed:.1f}s; images under {out / 'images'}")
+    _console.print(f"{train + test} images of {image_size}px in {elapsed:.1f}s; "
+                   f"images under {out / 'images'}")
 
 
 @data_app.command("pack")
@@ -74,7 +80,17 @@ def pack_command(
 
     from spin.data.h5pack import pack_images
 
-    with Progress(TextColumn("packing"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn()) as bar:
-        task = bar.add_task("images", total=None)
-        pack_images(data, images, out, progress=lambda done, total: bar.update(task, completed=done, total=total))
+    bar = Progress(TextColumn("packing"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+    task = bar.add_task("images", total=None)
+
+    def advance(done: int, total: int) -> None:
+        if done == 1:  # started only once the inputs checked out, so an error prints alone
+            bar.start()
+        bar.update(task, completed=done, total=total)
+
+    try:
+        pack_images(data, images, out, progress=advance)
+    finally:
+        if bar.live.is_started:
+            bar.stop()
     _console.print(f"wrote {out} ({out.stat().st_size / 2**20:.1f} MiB)")

@@ -24,7 +24,7 @@ from spin.errors import UserError
 fits_app = typer.Typer(
     no_args_is_help=True, help="Inspect, import, export and verify the LMDB fits dictionary."
 )
-_console = Console()
+_console = Console(soft_wrap=True)  # one line per message, however narrow the terminal
 
 StoreOption = Annotated[Path, typer.Option("--store", help="The fits store directory (LMDB environment).")]
 ThresholdOption = Annotated[
@@ -77,6 +77,7 @@ def stats_command(
 
     with _open(store) as fits:
         stats = dataset_stats(fits, threshold=threshold)
+        counters = fits.counters()
     if as_json:
         typer.echo(json.dumps(stats))
         return
@@ -106,6 +107,10 @@ def stats_command(
         _console.print(detail)
     if not stats:
         _console.print("[yellow]the store holds no datasets yet[/]")
+    _console.print(
+        f"writes: {counters['offered']} fits offered in {counters['batches']} batches, "
+        f"{counters['accepted']} accepted, {counters['refused_nonfinite']} refused for NaN/Inf"
+    )
 
 
 @fits_app.command("show")

@@ -15,31 +15,30 @@ _console = Console()
 
 
 def _report_table(report) -> Table:
-    table = Table(title=f"fits init · {report.dataset}", show_header=True)
-    table.add_column("samples", justify="right")
-    table.add_column("fitted", justify="right")
-    table.add_column("accepted", justify="right")
-    table.add_column("failed", justify="right")
-    table.add_column("retried", justify="right")
-    table.add_column("dropped", justify="right")
-    table.add_column("in store", justify="right")
-    table.add_column("fits/s", justify="right")
-    table.add_column("mean loss", justify="right")
-    table.add_column("frac valid", justify="right")
-    table.add_column("nodes", justify="right")
-    table.add_row(
-        str(report.samples),
-        str(report.fitted),
-        str(report.accepted),
-        str(report.failed),
-        str(report.retried),
-        str(report.dropped),
-        str(report.in_store),
-        f"{report.fits_per_s:.1f}",
-        "n/a" if math.isnan(report.mean_loss) else f"{report.mean_loss:.2f}",
-        f"{report.frac_valid:.3f}",
-        str(len(report.actor_nodes)),
-    )
+    """The closing summary, one row per quantity (fits narrow terminals)."""
+    table = Table(title=f"fits init · {report.dataset}")
+    table.add_column("quantity")
+    table.add_column("value", justify="right")
+    mean_loss = "n/a" if math.isnan(report.mean_loss) else f"{report.mean_loss:.2f}"
+    rows = [
+        ("samples", str(report.samples)),
+        ("fitted", str(report.fitted)),
+        ("accepted", str(report.accepted)),
+        ("improved", str(report.improved)),
+        ("failed", str(report.failed)),
+        ("retried", str(report.retried)),
+        ("dropped", str(report.dropped)),
+        ("errors", str(report.errors)),
+        ("actor restarts", str(report.restarts)),
+        ("in store", f"{report.in_store} / {report.samples}"),
+        ("fits/s", f"{report.fits_per_s:.1f}"),
+        ("mean loss", mean_loss),
+        ("frac valid", f"{report.frac_valid:.3f}"),
+        ("actor nodes", str(len(report.actor_nodes))),
+        ("seconds", f"{report.seconds:.1f}"),
+    ]
+    for name, value in rows:
+        table.add_row(name, value)
     return table
 
 
@@ -76,13 +75,13 @@ def fits_init_command(
     ] = None,
 ):
     """Fit every sample of DATA with the fitting actors, from the mean pose or --init, into STORE."""
-    from fitting_workers.store_actor import open_store_writer
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from fitting_workers.config import FittingConfig
     from fitting_workers.dataset_fit import check_dataset_name, fit_dataset, load_initialisation
     from fitting_workers.runtime import ray_session
     from fitting_workers.smplify import SmplifyConfig
+    from fitting_workers.store_actor import open_store_writer
     from spin.body.files import resolve_body_files
     from spin.data.spin_format import load_spin_npz
 

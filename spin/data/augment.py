@@ -170,7 +170,8 @@ def augment_keypoints(keypoints: ArrayLike, flip: Any, rot_deg: Any, scale: Any,
     """
     k, was_numpy = _to_torch(keypoints)
     batch = k.shape[0]
-    rotation = inplane_rotation(_per_sample(rot_deg, batch, torch.float64, k.device), device=k.device)[:, :2, :2]
+    rot = _per_sample(rot_deg, batch, torch.float64, k.device)
+    rotation = inplane_rotation(rot, device=k.device)[:, :2, :2]
     s = _per_sample(scale, batch, torch.float64, k.device)
     half = img_res / 2.0
     xy = (k[..., :2].to(torch.float64) - half) @ rotation.transpose(1, 2) / s[:, None, None] + half
@@ -187,7 +188,8 @@ def canonicalise_keypoints(keypoints: ArrayLike, flip: Any, rot_deg: Any, scale:
     batch = k.shape[0]
     f = _per_sample(flip, batch, torch.bool, k.device)
     k = torch.where(f[:, None, None], flip_keypoints(k, img_res), k)
-    rotation = inplane_rotation(_per_sample(rot_deg, batch, torch.float64, k.device), device=k.device)[:, :2, :2]
+    rot = _per_sample(rot_deg, batch, torch.float64, k.device)
+    rotation = inplane_rotation(rot, device=k.device)[:, :2, :2]
     s = _per_sample(scale, batch, torch.float64, k.device)
     half = img_res / 2.0
     xy = ((k[..., :2].to(torch.float64) - half) * s[:, None, None]) @ rotation + half
@@ -247,7 +249,7 @@ def canonicalise_joints3d(joints: ArrayLike, flip: Any, rot_deg: Any) -> ArrayLi
 
 
 def augment_cam_t(cam_t: ArrayLike, root: ArrayLike, flip: Any, rot_deg: Any, scale: Any = 1.0) -> ArrayLike:
-    """Canonical camera translation (B, 3) -> the one that projects the augmented body onto the augmented crop.
+    """Canonical camera translation (B, 3) -> the one projecting the augmented body onto the augmented crop.
 
     root (B, 3): the point the body model's global orientation turns about (SMPL: the pelvis joint,
     `BodyOutput.smpl_joints[:, 0]`, which no pose moves). The root's camera position q = root +
@@ -269,7 +271,8 @@ def augment_cam_t(cam_t: ArrayLike, root: ArrayLike, flip: Any, rot_deg: Any, sc
     return _back(q - r, was_numpy, cam_t.dtype)
 
 
-def canonicalise_cam_t(cam_t: ArrayLike, root: ArrayLike, flip: Any, rot_deg: Any, scale: Any = 1.0) -> ArrayLike:
+def canonicalise_cam_t(cam_t: ArrayLike, root: ArrayLike, flip: Any, rot_deg: Any,
+                       scale: Any = 1.0) -> ArrayLike:
     """Inverse of `augment_cam_t` (same root)."""
     t, was_numpy = _to_torch(cam_t)
     r = torch.as_tensor(np.asarray(root) if not isinstance(root, torch.Tensor) else root,
@@ -290,7 +293,7 @@ def canonicalise_cam_t(cam_t: ArrayLike, root: ArrayLike, flip: Any, rot_deg: An
 
 def crop_image(image: Image.Image | np.ndarray, center: Any, scale: float, res: int, rot_deg: float = 0.0,
                flip: bool = False) -> np.ndarray:
-    """Crop the box (center (2,), side scale·200 px) rotated by rot_deg into a res×res uint8 image (res, res, 3).
+    """Crop the box (center (2,), side scale·200 px) rotated by rot_deg into a (res, res, 3) uint8 image.
 
     The same affine as `spin.data.crop.crop_matrix` (bilinear; outside the image is black, as in
     SPIN), then mirrored if flip. Boxes much larger than the crop are first box-filtered down by an

@@ -69,7 +69,8 @@ class SpinImageDataset(Dataset):
                             else load_spin_npz(annotations, img_res=SMPLIFY_RES))
         self.name = name or self.annotations.path.stem
         if "/" in self.name:
-            raise UserError(f"Dataset name '{self.name}' contains '/'; keys are '<name>/<index>', pick another.")
+            raise UserError(f"Dataset name '{self.name}' contains '/'; keys are '<name>/<index>', "
+                            "pick another.")
         self.img_res = int(img_res)
         self.augment = augment
         self.images_path = Path(images) if images is not None else self.annotations.path.parent
@@ -82,10 +83,11 @@ class SpinImageDataset(Dataset):
                                 f"{self.annotations.path} (first: {absent[0]}); pack this dataset with "
                                 "`spin data pack`.")
         elif not self.images_path.is_dir():
-            raise UserError(f"Images of {self.annotations.path.name}: {self.images_path} is neither a folder nor "
-                            "an image pack; pass the image folder or the .h5 from `spin data pack`.")
+            raise UserError(f"Images of {self.annotations.path.name}: {self.images_path} is neither a folder "
+                            "nor an image pack; pass the image folder or the .h5 from `spin data pack`.")
         n = len(self.annotations)
-        self._pose = self.annotations.pose if self.annotations.pose is not None else np.zeros((n, 72), np.float32)
+        self._pose = (self.annotations.pose if self.annotations.pose is not None
+                      else np.zeros((n, 72), np.float32))
         self._betas = (self.annotations.betas if self.annotations.betas is not None
                        else np.zeros((n, 10), np.float32))
         self._S = self.annotations.S
@@ -108,8 +110,8 @@ class SpinImageDataset(Dataset):
             with Image.open(path) as image:
                 return image.convert("RGB")
         except FileNotFoundError:
-            raise UserError(f"Image {path} (row {index} of {self.annotations.path.name}) does not exist; pass the "
-                            "folder its imgname paths are relative to.") from None
+            raise UserError(f"Image {path} (row {index} of {self.annotations.path.name}) does not exist; "
+                            "pass the folder its imgname paths are relative to.") from None
 
     def __getitem__(self, index: int) -> dict:
         params = sample_augmentation(self.augment) if self.augment is not None else AugmentParams()
@@ -177,8 +179,9 @@ class MixedDataset(Dataset):
             raise UserError(f"Dataset names {names} repeat; keys '<name>/<index>' would collide, rename one.")
         ratios = [1.0] * len(datasets) if ratios is None else [float(r) for r in ratios]
         if len(ratios) != len(datasets) or any(r < 0 for r in ratios) or sum(ratios) <= 0:
-            raise UserError(f"Dataset ratios {ratios} must be {len(datasets)} non-negative numbers, not all 0.")
-        if any(len(d) == 0 and r > 0 for d, r in zip(datasets, ratios)):
+            raise UserError(f"Dataset ratios {ratios} must be {len(datasets)} non-negative numbers, "
+                            "not all 0.")
+        if any(len(d) == 0 and r > 0 for d, r in zip(datasets, ratios, strict=True)):
             raise UserError("A dataset with a positive sampling ratio is empty.")
         self.datasets = list(datasets)
         self.ratios = np.asarray(ratios, dtype=np.float64) / sum(ratios)

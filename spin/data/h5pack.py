@@ -94,8 +94,8 @@ class ImagePack:
     def __init__(self, path: str | Path):
         self.path = Path(path)
         if not is_image_pack(self.path):
-            raise UserError(f"{self.path} is not an image pack written by `spin data pack`; pass a pack or an "
-                            "image folder.")
+            raise UserError(f"{self.path} is not an image pack written by `spin data pack`; pass a pack "
+                            "or an image folder.")
         with h5py.File(self.path, "r") as h5:
             version = int(h5.attrs.get("version", 0))
             if version != PACK_VERSION:

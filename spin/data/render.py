@@ -95,13 +95,14 @@ def rasterize(points: np.ndarray, faces: np.ndarray, size: int) -> tuple[np.ndar
     depth_map = np.full(size * size, np.inf)
     tri = points[faces]  # (F, 3, 3)
     x, y, z = tri[..., 0], tri[..., 1], tri[..., 2]
-    # Bounding box in pixel indices whose centres i + 0.5 can fall inside the triangle.
-    x0 = np.maximum(np.ceil(x.min(1) - 0.5), 0).astype(np.int64)
-    x1 = np.minimum(np.floor(x.max(1) - 0.5), size - 1).astype(np.int64)
-    y0 = np.maximum(np.ceil(y.min(1) - 0.5), 0).astype(np.int64)
-    y1 = np.minimum(np.floor(y.max(1) - 0.5), size - 1).astype(np.int64)
+    # Bounding box in pixel indices whose centres i + 0.5 can fall inside the triangle. (Element-wise
+    # min/max over the three columns: numpy's axis reductions are slow on such narrow arrays.)
+    x0 = np.maximum(np.ceil(_min3(x) - 0.5), 0).astype(np.int64)
+    x1 = np.minimum(np.floor(_max3(x) - 0.5), size - 1).astype(np.int64)
+    y0 = np.maximum(np.ceil(_min3(y) - 0.5), 0).astype(np.int64)
+    y1 = np.minimum(np.floor(_max3(y) - 0.5), size - 1).astype(np.int64)
     area = (x[:, 1] - x[:, 0]) * (y[:, 2] - y[:, 0]) - (x[:, 2] - x[:, 0]) * (y[:, 1] - y[:, 0])
-    keep = (x1 >= x0) & (y1 >= y0) & (np.abs(area) > 1e-12) & (z.min(1) > 0)
+    keep = (x1 >= x0) & (y1 >= y0) & (np.abs(area) > 1e-12) & (_min3(z) > 0)
     ids = np.flatnonzero(keep)
     if ids.size == 0:
         return face_index.reshape(size, size), depth_map.reshape(size, size)
@@ -111,8 +112,8 @@ def rasterize(points: np.ndarray, faces: np.ndarray, size: int) -> tuple[np.ndar
     count = width * (y1[ids] - y0 + 1)
     # Edge functions per face, normalised by the signed area (either winding order works):
     # w_k(p) = (a_k·px + b_k·py + c_k) / area for the edge opposite vertex k.
-    xa, xb = np.roll(x, -1, axis=1), np.roll(x, -2, axis=1)
-    ya, yb = np.roll(y, -1, axis=1), np.roll(y, -2, axis=1)
+    xa, xb = x[:, [1, 2, 0]], x[:, [2, 0, 1]]
+    ya, yb = y[:, [1, 2, 0]], y[:, [2, 0, 1]]
     inv_area = 1.0 / area[:, None]
     a = (ya - yb) * inv_area
     b = (xb - xa) * inv_area
@@ -124,11 +125,14 @@ def rasterize(points: np.ndarray, faces: np.ndarray, size: int) -> tuple[np.ndar
     cx, cy = px + 0.5, py + 0.5
     bary = a[owner] * cx[:, None] + b[owner] * cy[:, None] + c[owner]  # (K, 3)
     # A small negative tolerance closes cracks between neighbouring faces from rounding.
-    inside = (bary >= -1e-9).all(axis=1)
+    inside = (bary[:, 0] >= -1e-9) & (bary[:, 1] >= -1e-9) & (bary[:, 2] >= -1e-9)
     owner, px, py, bary = owner[inside], px[inside], py[inside], bary[inside]
-    depth = (bary * z[owner]).sum(1)
+    zo = z[owner]
+    depth = bary[:, 0] * zo[:, 0] + bary[:, 1] * zo[:, 1] + bary[:, 2] * zo[:, 2]
     pixel = py * size + px
-    order = np.lexsort((depth, pixel))
+    # One sort by pixel, then depth: the depth, squeezed into [0, 0.5), is the fractional part.
+    span = max(float(depth.max() - depth.min()), 1e-12)
+    order = np.argsort(pixel + 0.5 * (depth - depth.min()) / span * (1.0 - 1e-9))
     pixel, owner, depth = pixel[order], owner[order], depth[order]
     first = np.ones(pixel.size, dtype=bool)
     first[1:] = pixel[1:] != pixel[:-1]
@@ -137,32 +141,48 @@ def rasterize(points: np.ndarray, faces: np.ndarray, size: int) -> tuple[np.ndar
     return face_index.reshape(size, size), depth_map.reshape(size, size)
 
 
+def _min3(v: np.ndarray) -> np.ndarray:
+    return np.minimum(np.minimum(v[:, 0], v[:, 1]), v[:, 2])
+
+
+def _max3(v: np.ndarray) -> np.ndarray:
+    return np.maximum(np.maximum(v[:, 0], v[:, 1]), v[:, 2])
+
+
 def face_shading(vertices: np.ndarray, faces: np.ndarray, style: RenderStyle | None = None) -> np.ndarray:
     """Brightness (F,) of each face lit by a fixed light, normals turned towards the camera.
 
     vertices (V, 3) in camera coordinates (metres, camera at the origin looking down +z).
     """
     style = style or RenderStyle()
-    tri = np.asarray(vertices, dtype=np.float64)[np.asarray(faces)]
-    normal = np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])
-    normal /= np.linalg.norm(normal, axis=1, keepdims=True) + 1e-12
-    # Visible faces face the camera: orient every normal against the viewing ray so the result
-    # does not depend on the mesh's winding convention.
-    towards_camera = (normal * tri.mean(1)).sum(1) < 0
-    normal = np.where(towards_camera[:, None], normal, -normal)
-    return style.ambient + style.diffuse * np.clip(normal @ _LIGHT, 0.0, None)
+    vertices = np.asarray(vertices, dtype=np.float64)
+    faces = np.asarray(faces)
+    v0, v1, v2 = vertices[faces[:, 0]], vertices[faces[:, 1]], vertices[faces[:, 2]]
+    e1, e2 = v1 - v0, v2 - v0
+    # cross product written out (np.cross is slow on many small vectors)
+    nx = e1[:, 1] * e2[:, 2] - e1[:, 2] * e2[:, 1]
+    ny = e1[:, 2] * e2[:, 0] - e1[:, 0] * e2[:, 2]
+    nz = e1[:, 0] * e2[:, 1] - e1[:, 1] * e2[:, 0]
+    norm = np.sqrt(nx * nx + ny * ny + nz * nz) + 1e-12
+    # Visible faces face the camera: orient every normal against the viewing ray (from the camera
+    # to the face) so the result does not depend on the mesh's winding convention.
+    sign = -np.sign(nx * v0[:, 0] + ny * v0[:, 1] + nz * v0[:, 2]) / norm
+    lit = sign * (nx * _LIGHT[0] + ny * _LIGHT[1] + nz * _LIGHT[2])
+    return style.ambient + style.diffuse * np.clip(lit, 0.0, None)
 
 
 def noisy_background(size: int, rng: np.random.Generator, style: RenderStyle | None = None) -> np.ndarray:
     """A plain random muted colour with a linear gradient and pixel noise, (size, size, 3) float32."""
     style = style or RenderStyle()
-    base = rng.uniform(*style.background_range) + rng.uniform(-style.background_tint, style.background_tint, 3)
+    tint = rng.uniform(-style.background_tint, style.background_tint, 3)
+    base = rng.uniform(*style.background_range) + tint
     direction = rng.normal(size=2)
     direction /= np.linalg.norm(direction) + 1e-12
     ramp = np.linspace(-0.5, 0.5, size)
     gradient = style.background_gradient * (direction[0] * ramp[None, :] + direction[1] * ramp[:, None])
-    image = base[None, None, :] + gradient[..., None] + rng.normal(0.0, style.background_noise, (size, size, 3))
-    return image.astype(np.float32)
+    image = rng.standard_normal((size, size, 3), dtype=np.float32) * np.float32(style.background_noise)
+    image += (base[None, None, :] + gradient[..., None]).astype(np.float32)
+    return image
 
 
 def render_parts(
@@ -190,7 +210,10 @@ def render_parts(
     covered = face_index >= 0
     image = noisy_background(size, rng, style)
     hit = face_index[covered]
-    colour = PART_PALETTE[parts[hit]].astype(np.float32) * face_shading(vertices, faces, style)[hit, None]
+    # shade only the faces that are seen
+    visible, hit_visible = np.unique(hit, return_inverse=True)
+    shading = face_shading(vertices, np.asarray(faces)[visible], style)[hit_visible]
+    colour = PART_PALETTE[parts[hit]].astype(np.float32) * shading[:, None].astype(np.float32)
     image[covered] = colour + rng.normal(0.0, style.person_noise, colour.shape)
     part_map = np.full((size, size), -1, dtype=np.int8)
     part_map[covered] = parts[hit]

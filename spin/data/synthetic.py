@@ -29,7 +29,7 @@ from spin.body.pose_sampler import sample_body_pose
 from spin.data.render import RenderStyle, face_parts, render_parts, vertex_parts
 from spin.data.spin_format import save_spin_npz
 from spin.errors import UserError
-from spin.geometry import axis_angle_to_matrix, matrix_to_axis_angle
+from spin.geometry import matrix_to_axis_angle
 from spin.joints import NUM_OPENPOSE
 
 FOCAL_LENGTH = 5000.0  # SMPLify's focal length in the 224-px crop
@@ -49,7 +49,9 @@ class SynthConfig:
     extent fills; center_jitter: max offset of the body centre from the box centre, as a fraction of
     the box side. Orientation: yaw ~ U(±yaw_range_deg) about the vertical, pitch ~ N(0,
     pitch_std_deg) and roll ~ N(0, roll_std_deg) both clipped to ±tilt_max_deg. betas ~ N(0,
-    betas_std) clipped to ±betas_clip. image_format: "png" (lossless) or "jpg".
+    betas_std) clipped to ±betas_clip. joints3d_for_all: `S` for every row (SPIN's layout for a 3D
+    dataset); False keeps it only where `has_smpl` (other rows all zero), so those rows get no 3D
+    supervision at all and must learn from fits. image_format: "png" (lossless) or "jpg".
     """
 
     keypoint_noise_px: float = 2.5
@@ -63,6 +65,7 @@ class SynthConfig:
     tilt_max_deg: float = 20.0
     betas_std: float = 1.0
     betas_clip: float = 2.5
+    joints3d_for_all: bool = True
     image_format: str = "png"
     batch_size: int = 64
     style: RenderStyle = field(default_factory=RenderStyle)
@@ -70,7 +73,7 @@ class SynthConfig:
 
 @dataclass
 class SplitSamples:
-    """The drawn ground truth of one split (all float32): pose (N, 72), betas (N, 10), fill (N,), offset (N, 2)."""
+    """One split's drawn ground truth (float32): pose (N, 72), betas (N, 10), fill (N,), offset (N, 2)."""
 
     pose: np.ndarray
     betas: np.ndarray
@@ -136,7 +139,7 @@ def place_camera(vertices: np.ndarray, fill: np.ndarray, offset: np.ndarray) -> 
 
 
 def project_crop(points: np.ndarray) -> np.ndarray:
-    """Camera-frame points (..., 3) -> 224-crop pixels (..., 2) with focal 5000, principal point (112, 112)."""
+    """Camera-frame points (..., 3) -> 224-crop pixels (..., 2): focal 5000, principal point (112, 112)."""
     return FOCAL_LENGTH * points[..., :2] / points[..., 2:3] + CROP_RES / 2.0
 
 
@@ -153,7 +156,8 @@ def make_keypoints(joints_cam: np.ndarray, image_size: int, rng: np.random.Gener
     inside = ((xy >= 0) & (xy < image_size)).all(-1)
     part = np.concatenate([xy[:, NUM_OPENPOSE:], inside[:, NUM_OPENPOSE:, None]], axis=-1)
     batch = len(xy)
-    noisy = xy[:, :NUM_OPENPOSE] + rng.normal(0.0, config.keypoint_noise_px * to_image, (batch, NUM_OPENPOSE, 2))
+    noise = rng.normal(0.0, config.keypoint_noise_px * to_image, (batch, NUM_OPENPOSE, 2))
+    noisy = xy[:, :NUM_OPENPOSE] + noise
     conf = rng.uniform(config.min_confidence, 1.0, (batch, NUM_OPENPOSE))
     seen = ((noisy >= 0) & (noisy < image_size)).all(-1) & (rng.uniform(size=(batch, NUM_OPENPOSE))
                                                              >= config.occlusion_prob)
@@ -163,7 +167,11 @@ def make_keypoints(joints_cam: np.ndarray, image_size: int, rng: np.random.Gener
 
 def _meta(body: Any, n_train: int, n_test: int, image_size: int, seed: int, gt_fraction: float,
           config: SynthConfig) -> dict:
-    return {"version": META_VERSION, "body_model": str(getattr(body, "source", "")), "n_train": n_train,
+    # a cheap fingerprint of the mesh, so a regenerated body model is not mistaken for the old one
+    fingerprint = [float(np.asarray(body.faces).sum()), round(float(body.v_template.double().sum()), 6),
+                   round(float(body.lbs_weights.double().sum()), 6)]
+    return {"version": META_VERSION, "body_model": str(getattr(body, "source", "")),
+            "body_fingerprint": fingerprint, "n_train": n_train,
             "n_test": n_test, "image_size": image_size, "seed": seed, "gt_fraction": gt_fraction,
             "config": json.loads(json.dumps(asdict(config)))}
 
@@ -195,8 +203,9 @@ def synthesize_dataset(out_dir: str | Path, body: Any, n_train: int = 1000, n_te
     body: a `spin.body.BodyModel` (its faces, skinning weights and forward). gt_fraction: share of
     train rows that keep their SMPL ground truth (`has_smpl` = 1; the rest store zero pose/shape);
     every test row keeps it. `S` (N, 24, 4) holds the 24 ground-truth joints in the camera frame
-    (metres, confidence 1) for every row. With reuse=True an identical earlier generation in out_dir
-    (same parameters and body model) is returned without rendering again.
+    (metres, confidence 1) for every row (only the has_smpl rows when config.joints3d_for_all is
+    False). With reuse=True an identical earlier generation in out_dir (same parameters and body
+    model) is returned without rendering again.
     """
     config = config or SynthConfig()
     out_dir = Path(out_dir)
@@ -218,8 +227,8 @@ def synthesize_dataset(out_dir: str | Path, body: Any, n_train: int = 1000, n_te
     split_seeds = np.random.SeedSequence(seed).spawn(len(SPLITS))
     (out_dir / META_NAME).unlink(missing_ok=True)  # a half-rewritten folder must not look reusable
     paths = {}
-    with _progress(progress, sum(sizes.values())) as advance:
-        for split, split_seed in zip(SPLITS, split_seeds):
+    with _ImageProgress(progress, sum(sizes.values())) as advance:
+        for split, split_seed in zip(SPLITS, split_seeds, strict=True):
             paths[split] = _synthesize_split(out_dir, split, sizes[split], body, faces, parts, image_size,
                                              gt_fraction if split == "train" else 1.0, split_seed, config,
                                              advance)
@@ -272,7 +281,8 @@ def _synthesize_split(out_dir: Path, split: str, n: int, body: Any, faces: np.nd
     save_spin_npz(
         path, imgname=imgname, center=np.tile(center, (n, 1)), scale=np.full(n, image_size / 200.0),
         part=part, openpose=openpose, pose=samples.pose * has_smpl[:, None],
-        shape=samples.betas * has_smpl[:, None], has_smpl=has_smpl.astype(np.float32), S=joints3d,
+        shape=samples.betas * has_smpl[:, None], has_smpl=has_smpl.astype(np.float32),
+        S=joints3d if config.joints3d_for_all else joints3d * has_smpl[:, None, None],
     )
     return path
 
@@ -284,7 +294,7 @@ def _save_image(image: np.ndarray, path: Path, ext: str) -> None:
         Image.fromarray(image).save(path, quality=95)
 
 
-class _progress:
+class _ImageProgress:
     """A rich progress bar over the images (or a no-op); the context value advances it by one."""
 
     def __init__(self, enabled: bool, total: int):
@@ -297,7 +307,8 @@ class _progress:
             return lambda: None
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-        self._bar = Progress(TextColumn("rendering"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+        self._bar = Progress(TextColumn("rendering"), BarColumn(), MofNCompleteColumn(),
+                             TimeRemainingColumn())
         self._bar.__enter__()
         task = self._bar.add_task("images", total=self.total)
         return lambda: self._bar.advance(task)

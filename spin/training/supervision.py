@@ -81,16 +81,18 @@ def empty_fits(count: int) -> dict[str, np.ndarray]:
 
 
 class StoreFitReader:
-    """Reads fits by key from a local store directory, read-only, opened lazily in each process.
+    """Reads fits by key from a local store directory, read-only.
 
-    Picklable (a path), so it can travel into data-loader workers. A store that does not exist yet
-    (no fit written so far) reads as all-absent until it appears.
+    Picklable (a path), so it can travel into spawned data-loader workers; forked workers inherit
+    the read-only `FitsStore` made here, whose handle reopens itself in the child on first use (an
+    LMDB environment never crosses a fork). A store that does not exist yet reads as all-absent
+    until it appears.
     """
 
     def __init__(self, path: str | os.PathLike):
         self.path = Path(path)
         self._store = None
-        self._pid: int | None = None
+        self._open_if_present()
 
     def __getstate__(self) -> dict[str, Any]:
         return {"path": self.path}
@@ -98,13 +100,16 @@ class StoreFitReader:
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__init__(state["path"])
 
-    def read(self, keys: Sequence[str]) -> dict[str, np.ndarray]:
-        if self._store is None or self._pid != os.getpid():
-            if not (self.path / "data.mdb").exists():
-                return empty_fits(len(keys))
+    def _open_if_present(self) -> None:
+        if self._store is None and (self.path / "data.mdb").exists():
             from store import FitsStore
 
-            self._store, self._pid = FitsStore(self.path, readonly=True), os.getpid()
+            self._store = FitsStore(self.path, readonly=True)
+
+    def read(self, keys: Sequence[str]) -> dict[str, np.ndarray]:
+        self._open_if_present()
+        if self._store is None:
+            return empty_fits(len(keys))
         fits = self._store.get(list(keys))
         return {name: fits[name] for name in FIT_FIELDS}
 

@@ -318,7 +318,7 @@ class Trainer:
         started = time.perf_counter()
         cfg = self.config
         self.model.train()
-        cpu_batch = batch
+        cpu_batch = self.last_batch = batch  # kept for inspection (tests, overlays)
         batch = self._to_device(batch)
         pred = predict(self.model, self.body, batch["img"], self.camera,
                        need_vertices=cfg.losses.vertex_weight > 0, amp_dtype=self.amp_dtype)

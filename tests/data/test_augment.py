@@ -114,7 +114,7 @@ def test_flip_changes_the_pose_of_an_asymmetric_body():
 @settings(max_examples=40, deadline=None)
 @given(seed=st.integers(0, 10_000), flip=flips, rot=rotations, scale=scales, res=st.sampled_from([64, 224]))
 def test_keypoint_augmentation_equals_cropping_image_keypoints(seed, flip, rot, scale, res):
-    """Canonical crop keypoints -> augmented == image keypoints cropped with the augmented box, then mirrored."""
+    """Augmenting canonical crop keypoints == cropping image keypoints with the augmented box, mirrored."""
     rng = np.random.default_rng(seed)
     image_kp = np.concatenate([rng.uniform(-50, 700, (1, 49, 2)), rng.uniform(0, 1, (1, 49, 1))], -1)
     center, box_scale = rng.uniform(200, 400, 2), rng.uniform(1.0, 3.0)

@@ -44,8 +44,8 @@ def test_index_integrity_keys_and_keypoints_match_the_npz_rows(noise_free_data):
         assert item["key"] == f"synth/{i}" and item["sample_index"].item() == i
         np.testing.assert_array_equal(item["keypoints_crop"].numpy(), annotations.keypoints[i])
         # no augmentation: normalised keypoints are the canonical crop keypoints rescaled
-        np.testing.assert_allclose((item["keypoints"][:, :2].numpy() + 1) * 112, annotations.keypoints[i, :, :2],
-                                   atol=1e-4)
+        np.testing.assert_allclose((item["keypoints"][:, :2].numpy() + 1) * 112,
+                                   annotations.keypoints[i, :, :2], atol=1e-4)
         assert bool(item["has_smpl"]) == bool(annotations.has_smpl[i])
         if not annotations.has_smpl[i]:
             assert not item["pose"].any() and not item["betas"].any()
@@ -75,7 +75,7 @@ def test_augmented_keypoints_are_the_image_keypoints_in_the_augmented_crop(noise
 @pytest.mark.parametrize("params", PARAMS)
 def test_a_fit_transformed_with_the_augmentation_projects_onto_the_augmented_keypoints(body, noise_free_data,
                                                                                         params):
-    """The store's canonical fit (pose, betas, cam_t) + the sample's augmentation lands on the item's keypoints."""
+    """A canonical fit (pose, betas, cam_t) + the sample's augmentation lands on the item's keypoints."""
     _, paths = noise_free_data
     annotations = load_spin_npz(paths["test"])
     dataset = SpinImageDataset(paths["test"], img_res=64)
@@ -99,16 +99,18 @@ def test_a_fit_transformed_with_the_augmentation_projects_onto_the_augmented_key
         item = dataset.item(i, params)
         target = (item["keypoints"][:, :2].double() + 1) * 112.0
         error = (projected[i] - target).norm(dim=-1)
-        # rotation and flip are exact; the box scale is a depth change, exact only for the root (see augment_cam_t)
+        # rotation and flip are exact; the box scale is a depth change, exact for the root only
+        # (see augment_cam_t)
         assert error.max() < (0.02 if params.scale == 1 else 0.6), (i, error.max())
         # the item's GT pose is the same transform of the canonical pose, its 3D joints the same body
         np.testing.assert_allclose(item["pose"].numpy(), aug_pose[i].numpy(), atol=1e-6)
-        np.testing.assert_allclose(item["pose_3d"][:, :3].numpy(), joints_3d[i, NUM_OPENPOSE:].numpy(), atol=2e-3)
+        np.testing.assert_allclose(item["pose_3d"][:, :3].numpy(), joints_3d[i, NUM_OPENPOSE:].numpy(),
+                                   atol=2e-3)
 
 
 LIMB_SEGMENTS = [("Right Hip", "Right Knee"), ("Left Hip", "Left Knee"), ("Right Knee", "Right Ankle"),
-                 ("Left Knee", "Left Ankle"), ("Right Shoulder", "Right Elbow"), ("Left Shoulder", "Left Elbow"),
-                 ("Pelvis (MPII)", "Thorax (MPII)")]
+                 ("Left Knee", "Left Ankle"), ("Right Shoulder", "Right Elbow"),
+                 ("Left Shoulder", "Left Elbow"), ("Pelvis (MPII)", "Thorax (MPII)")]
 
 
 @pytest.mark.parametrize("params", PARAMS[1:])
@@ -119,7 +121,8 @@ def test_the_augmented_image_moves_with_the_augmented_keypoints(noise_free_data,
     dataset = SpinImageDataset(paths["test"], img_res=res)
 
     def rgb(item):
-        return ((item["img"].numpy().transpose(1, 2, 0) * IMAGENET_STD + IMAGENET_MEAN) * 255).astype(np.float64)
+        image = item["img"].numpy().transpose(1, 2, 0) * IMAGENET_STD + IMAGENET_MEAN
+        return (image * 255).astype(np.float64)
 
     def colour_at(image, keypoints, a, b):
         mid = ((keypoints[a, :2] + keypoints[b, :2]) / 2 + 1) * res / 2

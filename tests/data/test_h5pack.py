@@ -68,6 +68,7 @@ def test_pack_is_opened_lazily_and_reopened_after_pickling(packed):
 def test_pack_in_data_loader_workers_reads_every_row_once(packed):
     _, paths, pack = packed
     dataset = SpinImageDataset(paths["train"], images=pack, img_res=32)
+    dataset[0]  # the parent's open handle must not be used by the forked workers
     loader = torch.utils.data.DataLoader(dataset, batch_size=3, num_workers=2, shuffle=True,
                                          generator=torch.Generator().manual_seed(0))
     keys = [key for batch in loader for key in batch["key"]]
@@ -91,10 +92,14 @@ def test_pack_missing_images_or_wrong_pack_is_a_user_error(noise_free_data, pack
 def test_cli_synth_and_pack(tmp_path):
     runner = CliRunner()
     result = runner.invoke(data_app, ["synth", "--out", str(tmp_path / "d"), "--train", "3", "--test", "2",
-                                      "--image-size", "48", "--seed", "4", "--gt-fraction", "0.34"])
+                                      "--image-size", "48", "--seed", "4", "--gt-fraction", "0.34",
+                                      "--joints3d-with-smpl-only"])
     assert result.exit_code == 0, result.output
     with np.load(tmp_path / "d" / "synthetic_train.npz") as train:
         assert len(train["imgname"]) == 3 and train["has_smpl"].sum() == 1
+        has_3d = train["S"][..., 3].max(1) > 0
+        np.testing.assert_array_equal(has_3d, train["has_smpl"] > 0)
+        assert not train["S"][~has_3d].any()
     result = runner.invoke(data_app, ["pack", "--data", str(tmp_path / "d" / "synthetic_test.npz"),
                                       "--images", str(tmp_path / "d"), "--out", str(tmp_path / "test.h5")])
     assert result.exit_code == 0, result.output

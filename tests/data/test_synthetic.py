@@ -76,8 +76,10 @@ def test_openpose_keypoints_carry_noise_and_occlusions(body, tmp_path):
     assert conf[conf > 0].min() >= 0.5 and conf.max() <= 1.0
     assert np.all(openpose[conf == 0] == 0)
     # OP RKnee / OP LAnkle vs the exact GT Right Knee / Left Ankle: noise of 2.5 px at the 224 scale
-    pairs = [(JOINT_INDEX["OP RKnee"], JOINT_INDEX["Right Knee"]), (JOINT_INDEX["OP LAnkle"], JOINT_INDEX["Left Ankle"])]
-    errors = np.concatenate([(openpose[:, o, :2] - part[:, g - NUM_OPENPOSE, :2])[conf[:, o] > 0] for o, g in pairs])
+    pairs = [(JOINT_INDEX["OP RKnee"], JOINT_INDEX["Right Knee"]),
+             (JOINT_INDEX["OP LAnkle"], JOINT_INDEX["Left Ankle"])]
+    errors = np.concatenate([(openpose[:, o, :2] - part[:, g - NUM_OPENPOSE, :2])[conf[:, o] > 0]
+                             for o, g in pairs])
     assert abs(errors.std() * 224 / size - 2.5) < 0.5
 
 

@@ -71,15 +71,31 @@ def test_key_ints_sort_exactly_like_key_bytes(pairs):
     ints = schema.key_ints(ids, indices)
     keys = schema.encode_key_ints(ints)
     assert all(len(k) == schema.KEY_SIZE for k in keys)
-    assert sorted(range(len(keys)), key=lambda i: (keys[i], i)) == sorted(range(len(keys)), key=lambda i: (ints[i], i))
+    assert sorted(range(len(keys)), key=lambda i: (keys[i], i)) == sorted(
+        range(len(keys)), key=lambda i: (ints[i], i)
+    )
     assert np.array_equal(schema.decode_key_ints(b"".join(keys), len(keys)), ints)
 
 
 def test_parse_key_takes_the_last_slash_and_rejects_bad_keys():
     assert schema.parse_key("coco/train/12") == ("coco/train", 12)
-    for bad in ("h36m", "/3", "h36m/", "h36m/-1", "h36m/1.5", f"h36m/{2**32}"):
+    for bad in (
+        "h36m",
+        "/3",
+        "h36m/",
+        "h36m/-1",
+        "h36m/1.5",
+        f"h36m/{2**32}",
+        "h36m/²",
+        "h36m/ 1",
+        "h36m/1_0",
+    ):
         with pytest.raises(StoreError, match="<dataset>/<index>"):
             schema.parse_key(bad)
+        with pytest.raises(StoreError, match="<dataset>/<index>"):
+            schema.parse_keys(["ok/1", bad])
+    names, indices = schema.parse_keys(["a/b/3", "c/0"])
+    assert names == ["a/b", "c"] and indices.tolist() == [3, 0]
 
 
 def test_unknown_source_names_the_choices():

@@ -18,7 +18,9 @@ from store.verify import verify_store
 
 def _put(store, keys, loss, rng, **kwargs):
     fits = random_fits(rng, len(keys))
-    return store.put_if_better(keys, fits["pose"], fits["betas"], fits["cam_t"], np.asarray(loss, float), **kwargs)
+    return store.put_if_better(
+        keys, fits["pose"], fits["betas"], fits["cam_t"], np.asarray(loss, float), **kwargs
+    )
 
 
 def test_writes_only_strictly_lower_losses(store, rng):
@@ -34,7 +36,9 @@ def test_writes_only_strictly_lower_losses(store, rng):
 
 def test_duplicates_in_a_batch_keep_the_lowest_and_first_on_ties(store, rng):
     fits = random_fits(rng, 4)
-    accepted = store.put_if_better(["a/7"] * 4, fits["pose"], fits["betas"], fits["cam_t"], [3.0, 1.0, 2.0, 1.0])
+    accepted = store.put_if_better(
+        ["a/7"] * 4, fits["pose"], fits["betas"], fits["cam_t"], [3.0, 1.0, 2.0, 1.0]
+    )
     assert accepted.tolist() == [False, True, False, False]
     assert np.array_equal(store.get(["a/7"])["pose"][0], fits["pose"][1])
     assert len(store) == 1
@@ -53,12 +57,25 @@ def test_nan_and_inf_candidates_are_refused_and_counted(store, rng):
     counters = store.counters()
     assert counters["refused_nonfinite"] == 4 and counters["offered"] == 5 and counters["accepted"] == 1
     assert counters["by_round"]["0"]["refused_nonfinite"] == 4
+    # a batch with nothing finite leaves no trace, not even its dataset name
+    assert not store.put_if_better(["new/0"], fits["pose"][1:2], fits["betas"][:1], fits["cam_t"][:1], [1.0])[
+        0
+    ]
+    assert "new" not in store.datasets()
 
 
 def test_get_returns_fields_and_marks_absent_keys(store, rng):
     fits = random_fits(rng, 2)
-    store.put_if_better(["h36m/3", "lsp/1"], fits["pose"], fits["betas"], fits["cam_t"], [2.5, 7.0],
-                        round=4, step=[10, 11], source=["smplify", "gt"])
+    store.put_if_better(
+        ["h36m/3", "lsp/1"],
+        fits["pose"],
+        fits["betas"],
+        fits["cam_t"],
+        [2.5, 7.0],
+        round=4,
+        step=[10, 11],
+        source=["smplify", "gt"],
+    )
     got = store.get(["lsp/1", "h36m/9", "nope/0", "h36m/3", "lsp/1"])
     assert got["present"].tolist() == [True, False, False, True, True]
     assert got["loss"].tolist() == [7.0, np.inf, np.inf, 2.5, 7.0]
@@ -78,7 +95,9 @@ def test_bad_inputs_are_one_sentence_errors(store, rng):
     with pytest.raises(StoreError, match="<dataset>/<index>"):
         store.put_if_better(["a/0", "a"], fits["pose"], fits["betas"], fits["cam_t"], [1.0, 1.0])
     with pytest.raises(StoreError, match="unknown fit source"):
-        store.put_if_better(["a/0", "a/1"], fits["pose"], fits["betas"], fits["cam_t"], [1.0, 1.0], source="x")
+        store.put_if_better(
+            ["a/0", "a/1"], fits["pose"], fits["betas"], fits["cam_t"], [1.0, 1.0], source="x"
+        )
     assert len(store) == 0
 
 
@@ -93,8 +112,11 @@ def test_metadata_datasets_counters_and_rounds(store, rng):
     store.declare_dataset("mpii", size=10)
     assert store.datasets()["h36m"]["size"] == 100 and store.datasets()["mpii"]["count"] == 0
     counters = store.counters()
-    assert counters["batches"] == 3 and counters["by_round"]["1"] == {"offered": 3, "accepted": 3,
-                                                                      "refused_nonfinite": 0}
+    assert counters["batches"] == 3 and counters["by_round"]["1"] == {
+        "offered": 3,
+        "accepted": 3,
+        "refused_nonfinite": 0,
+    }
     store.record_round(1, {"mpjpe": np.float32(88.5), "bad": float("nan"), "n": np.int64(3)})
     store.record_round(0, {"mpjpe": 90.0})
     rounds = store.rounds()
@@ -138,6 +160,19 @@ def test_readonly_store_refuses_writes_and_missing_store_is_named(tmp_path, stor
         _put(reader, ["a/1"], [1.0], rng)
     with pytest.raises(StoreError, match=f"no fits store at {tmp_path / 'missing'}"):
         FitsStore(tmp_path / "missing", readonly=True)
+
+
+def test_a_reader_then_a_writer_in_one_process_share_the_environment(tmp_path, rng):
+    with FitsStore(tmp_path / "fits") as first:
+        _put(first, ["a/0"], [2.0], rng)
+    reader = FitsStore(tmp_path / "fits", readonly=True)
+    assert reader.get(["a/0"])["loss"].tolist() == [2.0]
+    writer = FitsStore(tmp_path / "fits")  # upgrades the shared read-only handle
+    _put(writer, ["a/0"], [1.0], rng)
+    assert reader.get(["a/0"])["loss"].tolist() == [1.0]
+    writer.close()
+    assert reader.get(["a/0"])["loss"].tolist() == [1.0]  # still open for the reader
+    reader.close()
 
 
 def _set_version(path, version):
@@ -191,7 +226,7 @@ def test_store_pickles_as_its_path(store, rng):
 def _keep_writing(path, batches):
     rng = np.random.default_rng(1)
     with FitsStore(path) as fits:
-        for b in range(batches):
+        for _ in range(batches):
             _put(fits, keys_for("a", rng.integers(0, 5000, 256)), rng.uniform(0, 100, 256), rng)
 
 

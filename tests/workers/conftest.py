@@ -95,3 +95,9 @@ def synthetic_dataset(tmp_path_factory):
     np.savez(folder / "init.npz", pose=problems.init_pose, betas=problems.init_betas,
              cam_t=problems.init_cam_t)
     return folder / "data.npz", folder / "init.npz", problems
+
+
+@pytest.fixture
+def assert_ray_stopped():
+    """The check that every Ray process this test process started has exited."""
+    return assert_no_ray_processes

@@ -18,12 +18,13 @@ from spin.body.files import resolve_body_files
 from spin.data.spin_format import load_spin_npz
 from store import FitsStore
 from store.verify import verify_store
-from tests.workers.conftest import assert_no_ray_processes
 
 pytestmark = pytest.mark.e2e
 
 
-def test_actor_killed_during_fits_init_is_restarted_and_the_run_completes(synthetic_dataset, tmp_path):
+def test_actor_killed_during_fits_init_is_restarted_and_the_run_completes(
+    synthetic_dataset, tmp_path, assert_ray_stopped
+):
     data, init_path, problems = synthetic_dataset
     annotations = load_spin_npz(data)
     init = load_initialisation(init_path, len(annotations))
@@ -45,7 +46,7 @@ def test_actor_killed_during_fits_init_is_restarted_and_the_run_completes(synthe
         report = fit_dataset(annotations, "synth", writer, config, resolve_body_files(), init=init,
                              on_progress=kill_first_actor_once,
                              on_ready=lambda pool: pool_holder.setdefault("pool", pool))
-    assert_no_ray_processes()
+    assert_ray_stopped()
 
     assert killed, "the actor was never killed"
     n = len(problems)
@@ -54,7 +55,12 @@ def test_actor_killed_during_fits_init_is_restarted_and_the_run_completes(synthe
     assert report.retried % config.batch_size == 0
     # Every lost batch was retried once and succeeded, or was dropped and counted: nothing vanished.
     assert report.fitted + report.dropped + report.errors == n
-    assert report.in_store == report.accepted == report.fitted - report.failed
+    # A retried batch may already have been written by its first attempt (killed after its one
+    # put_if_better): the retry's equal loss is then refused, so accepted can fall short of fitted.
+    assert report.accepted <= report.fitted - report.failed
+    # The retries ran on the surviving actor, so nothing was dropped and every sample has its fit.
+    assert report.dropped == 0 and report.errors == 0
+    assert report.in_store == n - report.failed
     with FitsStore(store_path, readonly=True) as store:
         stored = store.get([f"synth/{i}" for i in range(n)])
     assert int(stored["present"].sum()) == report.in_store

@@ -11,7 +11,6 @@ from typer.testing import CliRunner
 
 from spin.cli.fits_init import fits_init_command
 from store import FitsStore
-from tests.workers.conftest import assert_no_ray_processes
 
 pytestmark = pytest.mark.e2e
 
@@ -23,7 +22,7 @@ def app():
     return app
 
 
-def test_fits_init_fits_every_sample_into_the_store(app, synthetic_dataset, tmp_path):
+def test_fits_init_fits_every_sample_into_the_store(app, synthetic_dataset, tmp_path, assert_ray_stopped):
     data, _, problems = synthetic_dataset
     store_path = tmp_path / "fits.lmdb"
     result = CliRunner().invoke(
@@ -34,7 +33,7 @@ def test_fits_init_fits_every_sample_into_the_store(app, synthetic_dataset, tmp_
     )
     assert result.exception is None, result.output
     report = result.return_value
-    assert_no_ray_processes()
+    assert_ray_stopped()
 
     n = len(problems)
     keys = [f"synth/{i}" for i in range(n)]

@@ -7,7 +7,9 @@ SMPLify and store are exercised by test_fits_init_e2e.py and test_fault.py.
 
 from __future__ import annotations
 
+import functools
 import time
+import uuid
 from types import SimpleNamespace
 
 import numpy as np
@@ -68,8 +70,8 @@ def stand_ins(delay: float):
             return dict(self.loss)
 
     class DictStoreClient:
-        def __init__(self):
-            self.handle = DictStore.remote()
+        def __init__(self, name, handle=None):
+            self.handle = handle or ray.get_actor(name)
 
         def get(self, keys):
             return ray.get(self.handle.get.remote(keys))
@@ -80,13 +82,16 @@ def stand_ins(delay: float):
         def losses(self):
             return ray.get(self.handle.losses.remote())
 
-    return SleepFitActor, DictStoreClient()
+    name = f"dict-store-{uuid.uuid4().hex}"
+    owner = DictStoreClient(name, DictStore.options(name=name).remote())  # keeps the actor alive
+    # The actors get a connector (a plain, picklable function), as the pool does for the real store.
+    return SleepFitActor, functools.partial(DictStoreClient, name), owner
 
 
 def make_pool(delay: float = 0.05, **overrides) -> tuple[FittingPool, object]:
-    actor_class, store = stand_ins(delay)
+    actor_class, connect, store = stand_ins(delay)
     settings = {"num_actors": 2, "cpus_per_actor": 0.5, "max_inflight_per_actor": 2, **overrides}
-    pool = FittingPool(FittingConfig(**settings), None, store, actor_class=actor_class)
+    pool = FittingPool(FittingConfig(**settings), None, connect, actor_class=actor_class)
     pool.wait_ready(timeout=120)
     return pool, store
 
@@ -134,7 +139,8 @@ def test_improved_counts_better_fits_of_keys_already_stored():
         stats = pool.stats()
         assert stats["fitted"] == 3 * B
         assert stats["accepted"] == 2 * B and stats["improved"] == B
-        assert stats["accepted_frac"] == pytest.approx(2 / 3) and stats["improved_frac"] == pytest.approx(1 / 3)
+        assert stats["accepted_frac"] == pytest.approx(2 / 3)
+        assert stats["improved_frac"] == pytest.approx(1 / 3)
         assert set(store.losses().values()) == {5.0}
     finally:
         pool.shutdown()
