@@ -27,6 +27,7 @@ if TYPE_CHECKING:
 
 # Readers of the store actor take batches this large at most (one read transaction each).
 PRESENCE_CHUNK = 4096
+RESTART_WAIT_S = 120.0
 
 
 @dataclass
@@ -205,8 +206,10 @@ def fit_dataset(
                 progress(FitBatchOutcome(size=len(batch)))
         pool.wait_idle()
         seconds = time.perf_counter() - start
+        # An actor killed late may still be restarting: let it come back, so the report counts it.
+        pool.wait_restarts(timeout=RESTART_WAIT_S)
+        pool.health()  # node ids of restarted actors
         counts = pool.stats()
-        pool.health()  # refresh node ids of restarted actors
         nodes = sorted({info.get("node_id", "") for info in pool.actor_info() if info.get("node_id")})
     finally:
         pool.shutdown()

@@ -19,7 +19,13 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import ray
-from ray.exceptions import GetTimeoutError, ObjectLostError, RayActorError, WorkerCrashedError
+from ray.exceptions import (
+    ActorDiedError,
+    GetTimeoutError,
+    ObjectLostError,
+    RayActorError,
+    WorkerCrashedError,
+)
 
 from fitting_workers.actor import FittingActor, connect_store_writer, remote_actor_class
 from fitting_workers.config import FittingConfig
@@ -33,6 +39,8 @@ if TYPE_CHECKING:
 # A batch whose actor process went away: the work is lost, not wrong, so it is worth a retry.
 LOST_WITH_ACTOR = (RayActorError, ObjectLostError, WorkerCrashedError)
 STALENESS_WINDOW = 256
+# How soon to ask again an actor that answered "restarting" (a restart takes seconds).
+REVIVAL_PING_INTERVAL_S = 0.5
 
 
 def _one_line(exc: BaseException) -> str:
@@ -48,7 +56,13 @@ def store_argument(store):
     are plain values that stay with the actor's definition.
     """
     from fitting_workers.store_actor import RemoteFitsStore, writer_name
+    from store import FitsStore
 
+    if isinstance(store, FitsStore):
+        raise TypeError(
+            "FittingPool needs the store's single writer actor, not a FitsStore handle (each actor would "
+            "open its own writer): pass fitting_workers.store_actor.open_store_writer(path)."
+        )
     if isinstance(store, RemoteFitsStore) and store.path:
         name = getattr(store, "name", None) or writer_name(store.path)
         try:
@@ -71,8 +85,7 @@ class _Pending:
 class _ActorState:
     inflight: int = 0
     alive: bool = True  # False once Ray gave up restarting it
-    restarting: bool = False  # died; a ping waits for the restarted incarnation
-    deaths: int = 0
+    restarting: bool = False  # lost a batch; pings wait for the restarted incarnation
     incarnation: str | None = None
     info: dict = field(default_factory=dict)
 
@@ -137,6 +150,7 @@ class FittingPool:
         self._state = [_ActorState() for _ in self._actors]
         self._inflight: dict[ray.ObjectRef, _Pending] = {}
         self._revival_pings: dict[ray.ObjectRef, int] = {}
+        self._ping_due: dict[int, float] = {}  # actor -> when to send its next revival ping
         self._retry: deque[_Pending] = deque()
         self._totals = _Totals()
         self._staleness: deque[int] = deque(maxlen=STALENESS_WINDOW)
@@ -178,6 +192,7 @@ class FittingPool:
 
     def poll(self) -> None:
         """Collect every finished batch and ping without waiting; resubmit batches lost with an actor."""
+        self._send_due_pings()
         refs = [*self._inflight, *self._revival_pings]
         if refs:
             ready, _ = ray.wait(refs, num_returns=len(refs), timeout=0)
@@ -189,9 +204,20 @@ class FittingPool:
         deadline = None if timeout is None else time.monotonic() + timeout
         self.poll()
         while self._inflight or self._retry:
-            if not self._inflight and not self._revival_pings:
+            if not self._inflight and not self._restarting_actors():
                 self._drop_retries()  # no actor can take them any more
                 break
+            remaining = None if deadline is None else deadline - time.monotonic()
+            if remaining is not None and remaining <= 0:
+                return False
+            self._wait_any(remaining)
+        return True
+
+    def wait_restarts(self, timeout: float | None = None) -> bool:
+        """Wait until no actor is in the middle of a restart; False if `timeout` ran out first."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        self.poll()
+        while self._restarting_actors():
             remaining = None if deadline is None else deadline - time.monotonic()
             if remaining is not None and remaining <= 0:
                 return False
@@ -214,7 +240,7 @@ class FittingPool:
                     info = ray.get(ref)
                 except Exception:  # a ping that fails means unhealthy, nothing more
                     continue
-                self._seen(refs[ref], info)
+                self._seen(refs[ref], info, fresh=True)
                 answered[refs[ref]] = True
         return answered
 
@@ -232,7 +258,7 @@ class FittingPool:
         except RayActorError as exc:
             raise UserError(f"a fitting actor could not start: {_one_line(exc)}") from exc
         for index, info in enumerate(infos):
-            self._seen(index, info)
+            self._seen(index, info, fresh=True)
 
     def actor_info(self) -> list[dict]:
         """Last known `pid`, `node_id`, `incarnation`, `device` of each actor (from pings and outcomes)."""
@@ -270,6 +296,7 @@ class FittingPool:
             + sum(len(p.batch) for p in self._retry),
             "abandoned": totals.abandoned,
             "alive_actors": sum(state.alive for state in self._state),
+            "restarting": sum(state.alive and state.restarting for state in self._state),
             "fit_seconds": totals.fit_seconds,
             "last_error": self._last_error,
         }
@@ -283,9 +310,8 @@ class FittingPool:
         that raised, in jobs). `accepted_frac` / `improved_frac` are over `fitted`; `fits_per_s`
         over the time since the first submit; `queue_depth` counts batches in flight or waiting for
         a retry; `staleness_steps` is the mean over recent batches of (step at collection − step
-        of the prediction); `restarts` counts actor deaths after which Ray restarts the actor
-        (seen when the actor's batches fail, or from a new incarnation); `alive_actors` excludes
-        actors Ray gave up on.
+        of the prediction); `restarts` counts actors seen back with a new process after dying;
+        `restarting` the actors being restarted now; `alive_actors` excludes actors Ray gave up on.
         """
         self.poll()
         return self.counts()
@@ -300,6 +326,7 @@ class FittingPool:
         self._inflight.clear()
         self._retry.clear()
         self._revival_pings.clear()
+        self._ping_due.clear()
         for actor in self._actors:
             try:
                 ray.kill(actor, no_restart=True)
@@ -355,12 +382,29 @@ class FittingPool:
     def _drop(self, batch: FitJobBatch) -> None:
         self._totals.dropped += len(batch)
 
+    def _restarting_actors(self) -> bool:
+        return any(state.alive and state.restarting for state in self._state)
+
+    def _send_due_pings(self) -> None:
+        now = time.monotonic()
+        for index, due in list(self._ping_due.items()):
+            if due <= now:
+                del self._ping_due[index]
+                self._revival_pings[self._actors[index].ping.remote()] = index
+
     def _wait_any(self, timeout: float | None) -> None:
+        """Block until a batch or ping finishes, a revival ping is due, or `timeout` passes."""
+        self._send_due_pings()
+        if self._ping_due:
+            next_ping = min(self._ping_due.values()) - time.monotonic()
+            timeout = max(0.0, next_ping if timeout is None else min(timeout, next_ping))
         refs = [*self._inflight, *self._revival_pings]
-        if not refs:
-            return
-        ready, _ = ray.wait(refs, num_returns=1, timeout=timeout)
-        self._handle(ready)
+        if refs:
+            ready, _ = ray.wait(refs, num_returns=1, timeout=timeout)
+            self._handle(ready)
+        elif timeout:
+            time.sleep(timeout)
+        self._send_due_pings()
         self._dispatch_retries()
 
     def _handle(self, ready: list) -> None:
@@ -374,10 +418,14 @@ class FittingPool:
         index = self._revival_pings.pop(ref)
         try:
             info = ray.get(ref)
-        except LOST_WITH_ACTOR as exc:
-            self._on_death(index, exc, already_restarting=True)
+        except ActorDiedError as exc:  # Ray gave up: restarts used up, or the constructor failed
+            self._state[index].alive = False
+            self._last_error = _one_line(exc)
             return
-        self._seen(index, info)
+        except LOST_WITH_ACTOR:  # "the actor is restarting": ask again shortly
+            self._ping_due[index] = time.monotonic() + REVIVAL_PING_INTERVAL_S
+            return
+        self._seen(index, info, fresh=True)
 
     def _handle_batch(self, ref) -> None:
         pending = self._inflight.pop(ref)
@@ -416,34 +464,38 @@ class FittingPool:
         totals.fit_seconds += outcome.fit_seconds
         self._staleness.append(self._step - outcome.step)
 
-    def _seen(self, index: int, info: dict) -> None:
-        """An answer from actor `index`; a new incarnation means Ray restarted it."""
+    def _seen(self, index: int, info: dict, fresh: bool = False) -> None:
+        """An answer from actor `index`: a new incarnation means Ray restarted it.
+
+        `fresh`: the answer is to a ping sent after any failure seen so far, so an actor marked as
+        restarting that answers with its old incarnation never died (a transient RPC error). A
+        batch outcome may predate the failure, so only a new incarnation counts there.
+        """
         state = self._state[index]
         incarnation = info.get("incarnation")
-        if state.restarting:
-            if incarnation == state.incarnation:  # it had not died after all (a transient RPC error)
-                self._totals.restarts -= 1
-                state.deaths -= 1
+        if state.incarnation is not None and incarnation != state.incarnation:
+            self._totals.restarts += 1
             state.restarting = False
-        elif state.incarnation is not None and incarnation != state.incarnation:
-            self._totals.restarts += 1  # died and came back between two answers, unseen
+        elif state.restarting and fresh:
+            if state.incarnation is None:  # died before it ever answered: this answer is the restart
+                self._totals.restarts += 1
+            state.restarting = False
         state.incarnation = incarnation
         state.info.update(info)
 
-    def _on_death(self, index: int, exc: BaseException, already_restarting: bool = False) -> None:
-        """Actor `index` lost a call: count the death once; Ray restarts it unless out of restarts.
+    def _on_death(self, index: int, exc: BaseException) -> None:
+        """Actor `index` lost a batch: stop sending it work and ping until its restart answers.
 
-        A ping then waits for the restarted incarnation (no batch goes to the actor meanwhile); if the
-        ping fails too, the restart died as well, or Ray gave up on the actor.
+        Several batches fail with one death; the actor is marked once. Ray restarts it (up to
+        `max_restarts`); the ping then answers with a new incarnation (counted as a restart), or
+        fails with ActorDiedError when Ray gave up (the actor is then left out for good).
         """
         state = self._state[index]
-        if not state.alive or (state.restarting and not already_restarting):
-            return  # this death was already counted (several batches fail with one death)
         self._last_error = _one_line(exc)
-        state.deaths += 1
+        if not state.alive or state.restarting:
+            return
         state.restarting = True
-        if getattr(exc, "actor_init_failed", False) or state.deaths > self.config.max_restarts:
+        if getattr(exc, "actor_init_failed", False):
             state.alive = False
             return
-        self._totals.restarts += 1
         self._revival_pings[self._actors[index].ping.remote()] = index

@@ -17,8 +17,9 @@ from __future__ import annotations
 import hashlib
 import os
 import threading
+import time as clock
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -27,6 +28,7 @@ from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from store import FitsStore, schema
 from store.errors import StoreError
+from store.fits_store import batch_array, per_candidate
 
 MAX_CONCURRENCY = 16
 
@@ -46,40 +48,23 @@ class _Offer:
     time: np.ndarray | None
     accepted: np.ndarray | None = None
     error: BaseException | None = None
-    done: bool = field(default=False)
+    done: bool = False
 
 
 def _offer(keys, pose, betas, cam_t, loss, round, step, source, time) -> _Offer:
     keys = list(keys)
     count = len(keys)
     schema.parse_keys(keys)  # a bad key fails this caller only, not the group it would join
-
-    def rows(value: Any, width: int, name: str) -> np.ndarray:
-        array = np.asarray(value, dtype=np.float32)
-        if array.shape != (count, width):
-            raise StoreError(f"`{name}` has shape {array.shape}; put_if_better needs {(count, width)}")
-        return array
-
-    def per_candidate(value: Any, dtype: Any, name: str) -> np.ndarray:
-        array = np.asarray(value)
-        if array.ndim > 1 or (array.ndim == 1 and len(array) != count):
-            raise StoreError(f"`{name}` has shape {array.shape}; give one value or ({count},)")
-        return np.broadcast_to(array, (count,)).astype(dtype)
-
-    losses = np.asarray(loss, dtype=np.float64)
-    if losses.shape != (count,):
-        raise StoreError(f"`loss` has shape {losses.shape}; put_if_better needs ({count},)")
-    codes = schema.source_codes(source, count)
     return _Offer(
         keys=keys,
-        pose=rows(pose, schema.NUM_POSE, "pose"),
-        betas=rows(betas, schema.NUM_BETAS, "betas"),
-        cam_t=rows(cam_t, schema.NUM_CAM, "cam_t"),
-        loss=losses,
-        round=per_candidate(round, np.int64, "round"),
-        step=per_candidate(step, np.int64, "step"),
-        source=np.asarray(schema.SOURCES, dtype=object)[codes],
-        time=None if time is None else per_candidate(time, np.float64, "time"),
+        pose=batch_array(pose, (count, schema.NUM_POSE), "pose", np.float32),
+        betas=batch_array(betas, (count, schema.NUM_BETAS), "betas", np.float32),
+        cam_t=batch_array(cam_t, (count, schema.NUM_CAM), "cam_t", np.float32),
+        loss=batch_array(loss, (count,), "loss", np.float64),
+        round=per_candidate(round, count, "round", np.int64),
+        step=per_candidate(step, count, "step", np.int64),
+        source=np.asarray(schema.SOURCES, dtype=object)[schema.source_codes(source, count)],
+        time=None if time is None else per_candidate(time, count, "time", np.float64),
     )
 
 
@@ -110,10 +95,13 @@ class StoreWriter:
             self._pending.append(offer)
             while not offer.done and self._committing:
                 self._condition.wait()
-            if not offer.done:
+            # Either a leader committed this offer while we waited, or we lead the next group:
+            # everything pending, this offer included, goes into one transaction.
+            leader = not offer.done
+            if leader:
                 self._committing = True
                 group, self._pending = self._pending, []
-        if not offer.done:
+        if leader:
             try:
                 self._commit(group)
             finally:
@@ -131,11 +119,8 @@ class StoreWriter:
                 offer.time if offer.time is not None else np.full(len(offer.keys), np.nan) for offer in group
             ]
             time = np.concatenate(times)
-            now = np.isnan(time)
-            if now.any():
-                import time as clock
-
-                time[now] = clock.time()
+            now = np.isnan(time)  # offers without a time are written "now", like FitsStore's default
+            time[now] = clock.time()
             accepted = self._store.put_if_better(
                 [key for offer in group for key in offer.keys],
                 np.concatenate([offer.pose for offer in group]),

@@ -25,6 +25,7 @@ NUM_VERTEX_JOINTS = 21
 NUM_EXTRA_JOINTS = 9
 NUM_MODEL_JOINTS = NUM_SMPL_JOINTS + NUM_VERTEX_JOINTS + NUM_EXTRA_JOINTS  # 54
 
+# fmt: off
 SMPL_JOINT_NAMES: tuple[str, ...] = (
     "pelvis", "left_hip", "right_hip", "spine1", "left_knee", "right_knee", "spine2",
     "left_ankle", "right_ankle", "spine3", "left_foot", "right_foot", "neck", "left_collar",
@@ -76,6 +77,7 @@ FLIP_PERM_GT = np.array(
 _FLIP_PERM_OPENPOSE = np.array(
     [0, 1, 5, 6, 7, 2, 3, 4, 8, 12, 13, 14, 9, 10, 11, 16, 15, 18, 17, 22, 23, 24, 19, 20, 21], dtype=np.int64
 )
+# fmt: on
 FLIP_PERM_KEYPOINTS = np.concatenate([_FLIP_PERM_OPENPOSE, NUM_OPENPOSE + FLIP_PERM_GT])
 # Per pose number (72,): which number a flipped pose reads, and the sign it gets (SPIN negates the
 # 2nd and 3rd axis-angle components of every joint after permuting).

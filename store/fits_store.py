@@ -72,21 +72,37 @@ class _Environment:
 
     def open(self, writable: bool, map_size: int, sync: bool = True) -> None:
         if writable:
-            Path(self.path).mkdir(parents=True, exist_ok=True)
-            env = lmdb.open(
-                self.path,
-                map_size=map_size,
-                max_dbs=4,
-                max_readers=MAX_READERS,
-                max_spare_txns=0,
-                sync=sync,
-                metasync=sync,
-                lock=True,
-                meminit=False,
-            )
+            try:
+                Path(self.path).mkdir(parents=True, exist_ok=True)
+                env = lmdb.open(
+                    self.path,
+                    map_size=map_size,
+                    max_dbs=4,
+                    max_readers=MAX_READERS,
+                    max_spare_txns=0,
+                    sync=sync,
+                    metasync=sync,
+                    lock=True,
+                    meminit=False,
+                )
+            except (OSError, lmdb.Error) as error:
+                raise StoreError(
+                    f"cannot open fits store {self.path} for writing ({error}); check the --store path "
+                    "and its permissions"
+                ) from None
             try:
                 env.reader_check()  # free the slots of reader processes that died
                 with env.begin(write=True) as txn:
+                    foreign = set(txn.cursor().iternext(keys=True, values=False)) - {
+                        FITS_DB,
+                        META_DB,
+                        EXACT_DB,
+                    }
+                    if foreign:
+                        raise StoreError(
+                            f"{self.path} is an LMDB environment holding other data, not a fits store; "
+                            "choose a new or empty --store directory"
+                        )
                     self._open_databases(env, txn, create=True)
                     _check_version(
                         txn.get(META_VERSION, db=self.meta_db),
@@ -174,7 +190,7 @@ class _Environment:
             return
         assert self.env is not None
         info = self.env.info()
-        used = (info["last_pgno"] + 1) * 4096
+        used = (info["last_pgno"] + 1) * self.env.stat()["psize"]
         if used + estimate_bytes > 0.8 * info["map_size"]:
             self.grow(used + estimate_bytes)
 
@@ -216,7 +232,7 @@ def _check_version(raw: bytes | None, path: str, create_txn: Any = None, meta_db
 
 
 _OPEN: dict[str, _Environment] = {}
-_OPEN_LOCK = threading.Lock()
+_OPEN_LOCK = threading.RLock()  # re-entrant: a FitsStore may be finalised (and released) inside _acquire
 
 
 def _hold_all_for_fork() -> None:
@@ -280,7 +296,8 @@ def _release(handle: _Environment) -> None:
                 del _OPEN[handle.path]
 
 
-def _batch(value: Any, shape: tuple[int, ...], name: str, dtype: Any) -> np.ndarray:
+def batch_array(value: Any, shape: tuple[int, ...], name: str, dtype: Any) -> np.ndarray:
+    """`value` as an array of `dtype` and exactly `shape`, or a StoreError naming the argument."""
     with np.errstate(over="ignore", invalid="ignore"):  # overflow to ±inf is refused as non-finite
         array = np.asarray(value, dtype=dtype)
     if array.shape != shape:
@@ -288,7 +305,8 @@ def _batch(value: Any, shape: tuple[int, ...], name: str, dtype: Any) -> np.ndar
     return array
 
 
-def _per_candidate(value: Any, count: int, name: str, dtype: Any) -> np.ndarray:
+def per_candidate(value: Any, count: int, name: str, dtype: Any) -> np.ndarray:
+    """One value or (count,) values → (count,) array of `dtype`; a StoreError names the argument."""
     array = np.asarray(value)
     if array.ndim > 1 or (array.ndim == 1 and len(array) != count):
         raise StoreError(f"`{name}` has shape {array.shape}; give one number or ({count},)")
@@ -431,10 +449,11 @@ class FitsStore:
 
     def _ids_for(self, names: Sequence[str], txn: lmdb.Transaction) -> np.ndarray:
         """(B,) dataset names → (B,) ids; -1 for names the store has never seen."""
-        if any(name not in self._dataset_ids for name in set(names)):
-            self._dataset_ids = {n: d["id"] for n, d in self._datasets_in(txn).items()}
-        ids = self._dataset_ids
-        return np.array([ids.get(name, -1) for name in names], dtype=np.int64)
+        try:
+            return np.array([self._dataset_ids[name] for name in names], dtype=np.int64)
+        except KeyError:  # a dataset this process has not looked up yet: refresh the table
+            self._dataset_ids = ids = {n: d["id"] for n, d in self._datasets_in(txn).items()}
+            return np.array([ids.get(name, -1) for name in names], dtype=np.int64)
 
     def datasets(self) -> dict[str, dict[str, Any]]:
         """name → {id, size (rows a full export has), count (records stored), dtype (of imports)}."""
@@ -556,16 +575,16 @@ class FitsStore:
         handle = self._env()
         keys = list(keys)
         count = len(keys)
-        pose = _batch(pose, (count, schema.NUM_POSE), "pose", np.float32)
-        betas = _batch(betas, (count, schema.NUM_BETAS), "betas", np.float32)
-        cam_t = _batch(cam_t, (count, schema.NUM_CAM), "cam_t", np.float32)
-        loss = _batch(loss, (count,), "loss", np.float64)
-        rounds = _per_candidate(round, count, "round", np.int64)
-        steps = _per_candidate(step, count, "step", np.int64)
+        pose = batch_array(pose, (count, schema.NUM_POSE), "pose", np.float32)
+        betas = batch_array(betas, (count, schema.NUM_BETAS), "betas", np.float32)
+        cam_t = batch_array(cam_t, (count, schema.NUM_CAM), "cam_t", np.float32)
+        loss = batch_array(loss, (count,), "loss", np.float64)
+        rounds = per_candidate(round, count, "round", np.int64)
+        steps = per_candidate(step, count, "step", np.int64)
         if count and (rounds.min() < 0 or rounds.max() > np.iinfo(np.uint32).max):
             raise StoreError(f"`round` must lie in 0..{np.iinfo(np.uint32).max}")
         codes = schema.source_codes(source, count)
-        times = _per_candidate(_time.time() if time is None else time, count, "time", np.float64)
+        times = per_candidate(_time.time() if time is None else time, count, "time", np.float64)
         names, indices = schema.parse_keys(keys)
         with np.errstate(invalid="ignore", over="ignore"):
             finite = (
@@ -577,7 +596,8 @@ class FitsStore:
         candidates = np.flatnonzero(finite)
 
         def body(txn: lmdb.Transaction) -> np.ndarray:
-            datasets = self._datasets_in(txn)
+            stored_table = txn.get(META_DATASETS, db=handle.meta_db)
+            datasets = _json(stored_table, {})
             for name in dict.fromkeys(names[i] for i in candidates):
                 self._dataset_entry(datasets, name)
             # Datasets of refused candidates only are not registered; their ids are never used.
@@ -642,7 +662,9 @@ class FitsStore:
                 for dataset_id in np.unique(ids[winners]).tolist():
                     top = int(indices[winners][ids[winners] == dataset_id].max())
                     by_id[dataset_id]["size"] = max(by_id[dataset_id]["size"], top + 1)
-            txn.put(META_DATASETS, json.dumps(datasets).encode(), db=handle.meta_db)
+            table = json.dumps(datasets).encode()
+            if table != stored_table:
+                txn.put(META_DATASETS, table, db=handle.meta_db)
             self._count(txn, handle, rounds, finite, winners, corrupt)
             return winners
 
@@ -704,24 +726,27 @@ class FitsStore:
             return known, inverse, unique_ints, found
 
         known, inverse, unique_ints, found = handle.read(body)
-        records = np.zeros(count, dtype=schema.RECORD_DTYPE)
-        records["source"] = len(schema.SOURCES)
-        present = np.zeros(count, dtype=bool)
-        if found:
-            found_ints = schema.decode_key_ints(b"".join(k for k, _ in found), len(found))
-            unique_records = np.zeros(len(unique_ints), dtype=schema.RECORD_DTYPE)
-            unique_records["source"] = len(schema.SOURCES)
-            unique_present = np.zeros(len(unique_ints), dtype=bool)
-            at = np.searchsorted(unique_ints, found_ints)
-            decoded, ok = _decode_values([v for _, v in found])
-            if not ok.all():
-                bad = int(found_ints[np.flatnonzero(~ok)[0]])
-                raise self._corrupt(self._key_name(bad))
-            unique_records[at] = decoded
-            unique_present[at] = True
-            records[known] = unique_records[inverse]
-            present[known] = unique_present[inverse]
-        result = _fields(records)
+        # getmulti answers in the (sorted) order asked, leaving out absent keys; row len(found) of
+        # `table` is the absent record, so one gather builds the whole batch.
+        if len(found) == len(unique_ints):
+            row_of_unique = np.arange(len(found))
+        else:
+            found_ints = schema.decode_key_ints(b"".join([k for k, _ in found]), len(found))
+            row_of_unique = np.full(len(unique_ints), len(found))
+            row_of_unique[np.searchsorted(unique_ints, found_ints)] = np.arange(len(found))
+        values = [v for _, v in found]
+        if set(map(len, values)) <= {schema.RECORD_SIZE}:
+            table = schema.decode_records(b"".join(values) + _ABSENT_BYTES, len(found) + 1)
+            ok = schema.checksum_ok(table[:-1]) & (table["version"][:-1] == schema.SCHEMA_VERSION)
+        else:
+            ok = _decode_values(values)[1]
+        if not ok.all():
+            bad = int(unique_ints[np.flatnonzero(row_of_unique == np.flatnonzero(~ok)[0])[0]])
+            raise self._corrupt(self._key_name(bad))
+        rows = np.full(count, len(found))
+        rows[known] = row_of_unique[inverse]
+        result = _fields(table[rows])
+        present = rows < len(found)
         result["loss"][~present] = np.inf
         result["present"] = present
         return result
@@ -933,6 +958,11 @@ def _put_sorted(cursor: lmdb.Cursor, items: list[tuple[bytes, memoryview]]) -> N
         consumed, added = cursor.putmulti(items[split:], append=True)
         if added != consumed:
             raise AssertionError("append of sorted fits keys was refused by LMDB")
+
+
+_ABSENT = np.zeros(1, dtype=schema.RECORD_DTYPE)
+_ABSENT["source"] = len(schema.SOURCES)  # reads back as source ''
+_ABSENT_BYTES = _ABSENT.tobytes()
 
 
 def _fields(records: np.ndarray) -> dict[str, np.ndarray]:

@@ -143,7 +143,7 @@ _SOURCE_NAMES = np.array([*SOURCES, ""], dtype=f"<U{max(map(len, SOURCES))}")
 
 def source_names(codes: np.ndarray) -> np.ndarray:
     """(B,) codes → (B,) str names; codes past SOURCES (absent records) become ''."""
-    return _SOURCE_NAMES[np.minimum(codes, len(SOURCES))]
+    return _SOURCE_NAMES.take(codes, mode="clip")
 
 
 def parse_key(key: str) -> tuple[str, int]:
@@ -159,15 +159,23 @@ def parse_key(key: str) -> tuple[str, int]:
 
 def parse_keys(keys: Sequence[str]) -> tuple[list[str], np.ndarray]:
     """B keys → (B dataset names, (B,) int64 indices); a StoreError names the first bad key."""
-    parts = [str(key).rpartition("/") for key in keys]
-    names = [dataset for dataset, _, _ in parts]
-    digits = [index for _, _, index in parts]
-    well_formed = all(names) and all(map(str.isdecimal, digits)) and all(map(str.isascii, digits))
-    indices = np.fromiter(map(int, digits), dtype=np.int64, count=len(digits)) if well_formed else None
-    if indices is None or (len(indices) and indices.max() > MAX_INDEX):
-        for key in keys:
-            parse_key(key)  # raises for the first bad key
-    return names, indices
+    try:
+        parts = [key.rpartition("/") for key in keys]
+    except AttributeError:  # not strings
+        parts = None
+    if parts is not None:
+        names = [dataset for dataset, _, _ in parts]
+        digits = [index for _, _, index in parts]
+        joined = "".join(digits)
+        # one check over all indices: ASCII decimal digits only (no sign, space, '_' or '²')
+        longest = max(map(len, digits), default=0)
+        if all(names) and all(digits) and longest <= 10 and joined.isascii() and joined.isdecimal():
+            indices = np.array([int(index) for index in digits], dtype=np.int64)
+            if not len(indices) or indices.max() <= MAX_INDEX:
+                return names, indices
+    for key in keys:
+        parse_key(key)  # raises for the first bad key
+    raise AssertionError("unreachable: parse_key accepted every key parse_keys refused")
 
 
 def format_key(dataset: str, index: int) -> str:

@@ -60,6 +60,10 @@ class FitResult:
         return ~self.failed & (self.loss < threshold)
 
 
+def _finite_or_zero(x: torch.Tensor) -> torch.Tensor:
+    return torch.where(torch.isfinite(x), x, torch.zeros_like(x))
+
+
 def _split(x: torch.Tensor, sizes: tuple[int, ...]) -> tuple[torch.Tensor, ...]:
     return tuple(torch.split(x, list(sizes), dim=1))
 
@@ -109,23 +113,29 @@ class SMPLify:
         cam0 = None if init_cam_t is None else self._tensor(init_cam_t)
         if cam0 is not None and cam0.shape != (batch, 3):
             raise ValueError(f"SMPLify.fit expects init_cam_t (B,3), got {tuple(cam0.shape)}")
+        if batch == 0:
+            empty = np.zeros((0,), np.float32)
+            return FitResult(pose=np.zeros((0, 72), np.float32), betas=np.zeros((0, 10), np.float32),
+                             cam_t=np.zeros((0, 3), np.float32), loss=empty, failed=np.zeros((0,), bool))
 
         bad = ~torch.isfinite(kp).flatten(1).all(dim=1)
         bad |= ~torch.isfinite(pose0).all(dim=1) | ~torch.isfinite(betas0).all(dim=1)
         if cam0 is not None:
             bad |= ~torch.isfinite(cam0).all(dim=1)
-        # Sanitise bad samples so their (zero-weighted) terms stay finite and cannot poison the batch.
+        # Sanitise bad samples so their (zero-weighted) terms stay finite and cannot poison the batch;
+        # finite init values are kept, since a failed sample returns its initialisation.
         kp = torch.where(bad[:, None, None], torch.zeros_like(kp), kp)
-        pose0 = torch.where(bad[:, None], torch.zeros_like(pose0), torch.nan_to_num(pose0))
-        betas0 = torch.where(bad[:, None], torch.zeros_like(betas0), torch.nan_to_num(betas0))
-        fallback_cam = kp.new_tensor([0.0, 0.0, 2 * self.config.focal_length / (0.9 * self.config.img_res)])
+        pose0 = _finite_or_zero(pose0)
+        betas0 = _finite_or_zero(betas0)
         with torch.no_grad():
             if cam0 is None:
                 joints0 = self._joints(pose0, betas0)
                 conf_kp = torch.cat([kp[..., :2], fitting_confidence(kp)[..., None]], dim=-1)
                 cam0 = estimate_cam_t(joints0, conf_kp, self.config.focal_length, self.config.img_res)
-            bad |= ~torch.isfinite(cam0).all(dim=1) | (cam0[:, 2] <= 0)
-            cam0 = torch.where(bad[:, None], fallback_cam.expand(batch, 3), cam0)
+            usable_cam = torch.isfinite(cam0).all(dim=1) & (cam0[:, 2] > 0)
+            bad |= ~usable_cam
+            fallback = kp.new_tensor([0.0, 0.0, 2 * self.config.focal_length / (0.9 * self.config.img_res)])
+            cam0 = torch.where(usable_cam[:, None], cam0, fallback.expand(batch, 3))
         weight = (~bad).to(kp.dtype)
 
         orient, cam_t = self._camera_stage(kp, pose0, betas0, cam0, weight)
@@ -189,8 +199,11 @@ class SMPLify:
             pose = torch.cat([orient, body_pose], dim=1)
             return self._body_loss(pose, betas, cam_t, kp, confidence, init_body_pose, init_betas) * weight
 
-        orient, body_pose, betas = self._optimize(
-            objective, [pose_init[:, :3], pose_init[:, 3:], betas_init], self.settings.iters_body)
+        params = self._optimize(objective, [pose_init[:, :3], pose_init[:, 3:], betas_init],
+                                self.settings.iters_body)
+        if self.settings.polish_iters > 0:
+            params = self._optimize(objective, params, self.settings.polish_iters, optimizer="lbfgs", lr=1.0)
+        orient, body_pose, betas = params
         return torch.cat([orient, body_pose], dim=1), betas
 
     def _body_loss(self, pose: torch.Tensor, betas: torch.Tensor, cam_t: torch.Tensor, kp: torch.Tensor,
@@ -222,22 +235,26 @@ class SMPLify:
                                    init_betas_t)
         return loss.cpu().numpy().astype(np.float32)
 
-    def _optimize(self, objective: Callable[..., torch.Tensor], init: list[torch.Tensor],
-                  iters: int) -> list[torch.Tensor]:
-        """Minimise the per-sample `objective(*params) (B,)` from `init` (list of (B, k)); returns params."""
-        settings = self.settings
-        if settings.optimizer == "lbfgs":
+    def _optimize(self, objective: Callable[..., torch.Tensor], init: list[torch.Tensor], iters: int,
+                  optimizer: str | None = None, lr: float | None = None) -> list[torch.Tensor]:
+        """Minimise the per-sample `objective(*params) (B,)` from `init` (list of (B, k)); returns params.
+
+        optimizer / lr default to the config's schedule.
+        """
+        optimizer = optimizer or self.settings.optimizer
+        lr = lr or self.settings.lr
+        if optimizer == "lbfgs":
             sizes = tuple(p.shape[1] for p in init)
             x = minimize_lbfgs(lambda flat: objective(*_split(flat, sizes)), torch.cat(init, dim=1),
-                               max_iter=iters, lr=settings.lr)
+                               max_iter=iters, lr=lr)
             return list(_split(x, sizes))
         params = [p.detach().clone().requires_grad_(True) for p in init]
-        optimizer = torch.optim.Adam(params, lr=settings.lr, betas=(0.9, 0.999))
+        adam = torch.optim.Adam(params, lr=lr, betas=(0.9, 0.999))
         for _ in range(iters):
             with torch.enable_grad():
                 loss = objective(*params).sum()
                 grads = torch.autograd.grad(loss, params)
             for param, grad in zip(params, grads, strict=True):
                 param.grad = grad
-            optimizer.step()
+            adam.step()
         return [p.detach() for p in params]

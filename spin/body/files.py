@@ -140,16 +140,21 @@ def load_mean_params(path: str | Path) -> dict[str, np.ndarray]:
             missing = [k for k in ("pose", "shape", "cam") if k not in data.files]
             if missing:
                 raise UserError(
-                    f"Mean parameters file {path} lacks the array '{missing[0]}'; it needs pose, shape and cam."
+                    f"Mean parameters file {path} lacks the array '{missing[0]}'; "
+                    "it needs pose, shape and cam."
                 )
             out = {k: np.asarray(data[k], dtype=np.float32).reshape(-1) for k in ("pose", "shape", "cam")}
     except UserError:
         raise
     except Exception as exc:
-        raise UserError(f"Mean parameters file {path} is not a readable .npz ({type(exc).__name__}).") from exc
+        raise UserError(
+            f"Mean parameters file {path} is not a readable .npz ({type(exc).__name__})."
+        ) from exc
     for key, size in (("pose", 144), ("shape", 10), ("cam", 3)):
         if out[key].shape != (size,):
-            raise UserError(f"Mean parameters file {path}: '{key}' has {out[key].size} numbers, expected {size}.")
+            raise UserError(
+                f"Mean parameters file {path}: '{key}' has {out[key].size} numbers, expected {size}."
+            )
         if not np.all(np.isfinite(out[key])):
             raise UserError(f"Mean parameters file {path}: '{key}' contains NaN or Inf.")
     return out

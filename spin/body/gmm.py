@@ -64,7 +64,9 @@ def fit_gmm(
         torch.set_num_threads(threads)
 
 
-def _fit_gmm(x: np.ndarray, n_components: int, rng: np.random.Generator, iterations: int, reg: float) -> PoseGMM:
+def _fit_gmm(
+    x: np.ndarray, n_components: int, rng: np.random.Generator, iterations: int, reg: float
+) -> PoseGMM:
     x_np = np.asarray(x, dtype=np.float64)
     n, d = x_np.shape
     means_np = _kmeans_pp_init(x_np, n_components, rng)
@@ -96,8 +98,11 @@ def save_gmm(gmm: PoseGMM, path: str | Path) -> Path:
     path = Path(path)
     with open(path, "wb") as fh:
         pickle.dump(
-            {"means": gmm.means.astype(np.float64), "covars": gmm.covars.astype(np.float64),
-             "weights": gmm.weights.astype(np.float64)},
+            {
+                "means": gmm.means.astype(np.float64),
+                "covars": gmm.covars.astype(np.float64),
+                "weights": gmm.weights.astype(np.float64),
+            },
             fh,
             protocol=2,
         )

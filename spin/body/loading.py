@@ -141,7 +141,9 @@ def _read_raw(path: Path) -> dict[str, Any]:
     except UserError:
         raise
     except Exception as exc:  # any unpickling / zip error means "not a readable body model"
-        raise UserError(f"Body model file {path} could not be read as an SMPL model ({type(exc).__name__}).") from exc
+        raise UserError(
+            f"Body model file {path} could not be read as an SMPL model ({type(exc).__name__})."
+        ) from exc
     if not isinstance(raw, dict):
         raise UserError(f"Body model file {path} holds a {type(raw).__name__}, not an SMPL model dictionary.")
     return raw
@@ -152,7 +154,8 @@ def _check_shape(path: Path, key: str, arr: np.ndarray, shape: tuple[int | None,
     if not ok:
         want = "(" + ", ".join("K" if s is None else str(s) for s in shape) + ")"
         raise UserError(
-            f"Body model file {path}: array '{key}' has shape {tuple(arr.shape)}, expected {want} (SMPL layout)."
+            f"Body model file {path}: array '{key}' has shape {tuple(arr.shape)}, "
+            f"expected {want} (SMPL layout)."
         )
 
 
@@ -164,7 +167,9 @@ def load_extra_regressor(path: str | Path) -> np.ndarray:
     try:
         arr = np.load(path, allow_pickle=False)
     except Exception as exc:
-        raise UserError(f"Extra joint regressor {path} is not a readable .npy array ({type(exc).__name__}).") from exc
+        raise UserError(
+            f"Extra joint regressor {path} is not a readable .npy array ({type(exc).__name__})."
+        ) from exc
     _check_shape(path, EXTRA_REGRESSOR_KEY, np.asarray(arr), (NUM_EXTRA_JOINTS, NUM_VERTICES))
     return _finite(path, EXTRA_REGRESSOR_KEY, np.asarray(arr, dtype=np.float64))
 
@@ -223,9 +228,7 @@ def load_body_arrays(path: str | Path, joint_regressor_extra: str | Path | None 
         extra = np.asarray(_to_plain(raw[EXTRA_REGRESSOR_KEY]), dtype=np.float64)
         _check_shape(path, EXTRA_REGRESSOR_KEY, extra, (NUM_EXTRA_JOINTS, NUM_VERTICES))
         extra = _finite(path, EXTRA_REGRESSOR_KEY, extra)
-    return BodyModelArrays(
-        path=path, J_regressor_extra=extra, synthetic="spin_synthetic" in raw, **arrays
-    )
+    return BodyModelArrays(path=path, J_regressor_extra=extra, synthetic="spin_synthetic" in raw, **arrays)
 
 
 def save_body_npz(arrays: BodyModelArrays, out: str | Path) -> Path:

@@ -25,7 +25,10 @@ NUM_BETAS_USED = 10
 
 @dataclass
 class BodyOutput:
-    """vertices (B, 6890, 3), joints (B, 49, 3) SPIN keypoints, smpl_joints (B, 24, 3); metres, model frame."""
+    """vertices (B, 6890, 3), joints (B, 49, 3) SPIN keypoints, smpl_joints (B, 24, 3).
+
+    Metres, in the model frame (no camera translation).
+    """
 
     vertices: torch.Tensor
     joints: torch.Tensor
@@ -71,8 +74,14 @@ class BodyModel(torch.nn.Module):
         data = Struct(**arrays.as_dict())
         with contextlib.redirect_stdout(io.StringIO()):  # smplx prints a warning for 10-component files
             self.smpl = smplx.SMPL(
-                model_path=str(arrays.path), data_struct=data, num_betas=nb, dtype=dtype,
-                create_betas=False, create_global_orient=False, create_body_pose=False, create_transl=False,
+                model_path=str(arrays.path),
+                data_struct=data,
+                num_betas=nb,
+                dtype=dtype,
+                create_betas=False,
+                create_global_orient=False,
+                create_body_pose=False,
+                create_transl=False,
             )
         self._num_betas = int(self.smpl.num_betas)
         self.faces = np.asarray(arrays.f, dtype=np.int64)
@@ -84,53 +93,75 @@ class BodyModel(torch.nn.Module):
         self._num_chain_steps = len(steps)
         for i, anc in enumerate(steps):
             self.register_buffer(f"chain_step{i}", torch.as_tensor(anc), persistent=False)
-        self.register_buffer("parent_or_self", torch.as_tensor(np.where(parents < 0, 0, parents)), persistent=False)
+        bottom = torch.tensor([0.0, 0.0, 0.0, 1.0], dtype=dtype).reshape(1, 1, 1, 4)
+        self.register_buffer("chain_bottom_row", bottom, persistent=False)
+        self.register_buffer(
+            "chain_identity", torch.eye(4, dtype=dtype).reshape(1, 1, 4, 4), persistent=False
+        )
         self._init_fast_path(arrays, nb, dtype)
 
     def _init_fast_path(self, arrays: BodyModelArrays, nb: int, dtype: torch.dtype) -> None:
-        """Precompute (in float64) everything the 49 joints need that is linear in the vertices.
+        """Precompute (in float64) everything the 49 joints need that is linear in shape and pose feature.
 
-        The 30 vertex-read joints (21 vertex joints, 9 extra-regressor rows) are out = M @ verts with
-        verts_s = Σ_j W_sj (R_j v_s + t_j), v_s = v0_s + shapedirs_s·β + posedirs_s·f(pose). Swapping
-        the sums gives out_e = Σ_j R_j U_ej + G_ej t_j with U_ej = Σ_s M_es W_sj v_s, linear in (β, f),
-        so only the (row, joint) pairs with G_ej ≠ 0 are evaluated — no per-vertex work at all.
+        Rest joints J(β) = J0 + JS·β, so the bone offsets of the chain are linear in β. The 30 joints
+        read from vertices (21 vertex joints, 9 extra-regressor rows) are out = M @ verts with
+        verts_s = Σ_j W_sj A_j [v_s; 1], A_j = [R_j | t_j - R_j J_j], v_s = v0_s + shapedirs_s·β +
+        posedirs_s·f(pose). Swapping the sums: out_e = Σ_j [R_j | t_j] [U_ej - G_ej J_j; G_ej] with
+        G_ej = Σ_s M_es W_sj and U_ej = Σ_s M_es W_sj v_s — both linear in (β, f). Only the (row,
+        joint) pairs with G_ej ≠ 0 are kept, so no per-vertex work remains.
         """
+        parents = arrays.parents
+        parent_or_root = np.where(parents < 0, 0, parents)
         jreg = arrays.J_regressor
         shapedirs = arrays.shapedirs[:, :, :nb]
-        self.register_buffer("fast_J_template", torch.as_tensor(jreg @ arrays.v_template, dtype=dtype))
-        j_shapedirs = np.einsum("jv,vck->kjc", jreg, shapedirs).reshape(nb, -1)  # (K, 72)
-        self.register_buffer("fast_J_shapedirs", torch.as_tensor(j_shapedirs, dtype=dtype))
+        j_template = jreg @ arrays.v_template  # (24, 3)
+        j_shapedirs = np.einsum("jv,vck->jck", jreg, shapedirs)  # (24, 3, K)
+        rel_template = j_template - j_template[parent_or_root]
+        rel_shapedirs = j_shapedirs - j_shapedirs[parent_or_root]
+        rel_template[0], rel_shapedirs[0] = j_template[0], j_shapedirs[0]  # the root keeps its position
+        self.register_buffer("fast_rel_template", torch.as_tensor(rel_template.reshape(1, -1), dtype=dtype))
+        self.register_buffer(
+            "fast_rel_shapedirs",
+            torch.as_tensor(rel_shapedirs.transpose(2, 0, 1).reshape(nb, -1), dtype=dtype),
+        )
 
         extra = arrays.J_regressor_extra
         support = np.nonzero(np.any(extra != 0, axis=0))[0]
         sel = np.unique(np.concatenate([VERTEX_JOINT_IDS, support]))
-        pos = np.searchsorted(sel, VERTEX_JOINT_IDS)
         reader = np.zeros((len(VERTEX_JOINT_IDS) + len(extra), len(sel)))  # (30, S)
-        reader[np.arange(len(VERTEX_JOINT_IDS)), pos] = 1.0
+        reader[np.arange(len(VERTEX_JOINT_IDS)), np.searchsorted(sel, VERTEX_JOINT_IDS)] = 1.0
         reader[len(VERTEX_JOINT_IDS) :] = extra[:, sel]
         weights = arrays.weights[sel]  # (S, 24)
         rows, joints = np.nonzero(reader @ np.abs(weights))
         coeff = reader[rows] * weights[:, joints].T  # (P, S)
         num_pairs = len(rows)
-        u_template = coeff @ arrays.v_template[sel]  # (P, 3)
-        u_shapedirs = (coeff @ shapedirs[sel].reshape(len(sel), -1)).reshape(num_pairs, 3, nb)
-        u_posedirs = (coeff @ arrays.posedirs[sel].reshape(len(sel), -1)).reshape(num_pairs, 3, -1)
-        # One matrix for [betas, pose feature] -> U: (K + 207, P * 3)
-        basis = np.concatenate([u_shapedirs, u_posedirs], axis=2).reshape(num_pairs * 3, -1).T
-        self.register_buffer("fast_U_template", torch.as_tensor(u_template, dtype=dtype))
-        self.register_buffer("fast_U_basis", torch.as_tensor(np.ascontiguousarray(basis), dtype=dtype))
-        self.register_buffer("fast_pair_weight", torch.as_tensor(coeff.sum(1)[:, None], dtype=dtype))
+        pair_weight = coeff.sum(1)  # G, (P,)
+        h_template = coeff @ arrays.v_template[sel] - pair_weight[:, None] * j_template[joints]  # (P, 3)
+        h_shapedirs = (coeff @ shapedirs[sel].reshape(len(sel), -1)).reshape(num_pairs, 3, nb)
+        h_shapedirs -= pair_weight[:, None, None] * j_shapedirs[joints]
+        h_posedirs = (coeff @ arrays.posedirs[sel].reshape(len(sel), -1)).reshape(num_pairs, 3, -1)
+        # One (K + 207, P * 3) matrix maps [betas, pose feature] to the pairs' 3-vectors.
+        basis = np.concatenate([h_shapedirs, h_posedirs], axis=2).reshape(num_pairs * 3, -1).T
+        self.register_buffer("fast_h_template", torch.as_tensor(h_template.reshape(1, -1), dtype=dtype))
+        self.register_buffer("fast_h_basis", torch.as_tensor(np.ascontiguousarray(basis), dtype=dtype))
+        self.register_buffer("fast_pair_weight", torch.as_tensor(pair_weight.reshape(1, -1, 1), dtype=dtype))
         self.register_buffer("fast_pair_joint", torch.as_tensor(joints, dtype=torch.long))
-        gather = np.zeros((len(reader), num_pairs))
-        gather[rows, np.arange(num_pairs)] = 1.0
-        self.register_buffer("fast_pair_to_output", torch.as_tensor(gather, dtype=dtype))
+        to_output = np.zeros((len(reader), num_pairs))
+        to_output[rows, np.arange(num_pairs)] = 1.0
+        self.register_buffer("fast_pair_to_output", torch.as_tensor(to_output, dtype=dtype))
 
     # ------------------------------------------------------------------ construction
     @classmethod
     def from_file(
-        cls, path: str | Path, joint_regressor_extra: str | Path | None = None, dtype: torch.dtype = torch.float32
+        cls,
+        path: str | Path,
+        joint_regressor_extra: str | Path | None = None,
+        dtype: torch.dtype = torch.float32,
     ) -> BodyModel:
-        """Load an SMPL .pkl (official chumpy pickles included) or .npz; the extra regressor may be in the file."""
+        """Load an SMPL .pkl (official chumpy pickles included) or .npz.
+
+        ``joint_regressor_extra`` (.npy) is optional when the model file carries ``J_regressor_extra``.
+        """
         return cls(load_body_arrays(path, joint_regressor_extra), dtype=dtype)
 
     @classmethod
@@ -162,7 +193,7 @@ class BodyModel(torch.nn.Module):
 
     @property
     def dtype(self) -> torch.dtype:
-        return self.fast_J_template.dtype
+        return self.fast_h_basis.dtype
 
     # ------------------------------------------------------------------ inputs
     def _rotmats(self, pose: torch.Tensor) -> torch.Tensor:
@@ -179,8 +210,10 @@ class BodyModel(torch.nn.Module):
     def _betas(self, betas: torch.Tensor, batch: int) -> torch.Tensor:
         betas = betas.to(self.dtype)
         if betas.ndim != 2 or betas.shape[1] != self.num_betas or betas.shape[0] not in (1, batch):
-            raise ValueError(f"betas must be ({batch}, {self.num_betas}) or (1, {self.num_betas}); "
-                             f"got {tuple(betas.shape)}")
+            raise ValueError(
+                f"betas must be ({batch}, {self.num_betas}) or (1, {self.num_betas}); "
+                f"got {tuple(betas.shape)}"
+            )
         return betas.expand(batch, -1)
 
     # ------------------------------------------------------------------ full forward
@@ -199,35 +232,32 @@ class BodyModel(torch.nn.Module):
         )
 
     # ------------------------------------------------------------------ fast path
-    def _chain(self, rot: torch.Tensor, rest_joints: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Global rotations (B, 24, 3, 3) and posed joints (B, 24, 3) from local rotations (B, 24, 3, 3)
-        and rest joints (B, 24, 3), composing 4x4 transforms by pointer jumping (few batched matmuls)."""
+    def _global_transforms(self, rot: torch.Tensor, betas: torch.Tensor) -> torch.Tensor:
+        """Posed 3x4 transforms [R_global | posed joint] (B, 24, 3, 4) for rotations (B, 24, 3, 3).
+
+        The chain is composed by pointer jumping: a few batched 4x4 matmuls over all joints at once.
+        """
         batch, num = rot.shape[:2]
-        rel = rest_joints - rest_joints[:, self.parent_or_self]
-        rel = torch.cat([rest_joints[:, :1], rel[:, 1:]], dim=1)  # the root keeps its absolute position
-        bottom = torch.zeros(batch, num, 1, 4, dtype=rot.dtype, device=rot.device)
-        bottom[..., 3] = 1.0
-        local = torch.cat([torch.cat([rot, rel[..., None]], dim=-1), bottom], dim=-2)  # (B, 24, 4, 4)
-        eye = torch.eye(4, dtype=rot.dtype, device=rot.device).expand(batch, 1, 4, 4)
-        transforms = torch.cat([local, eye], dim=1)  # node 24: identity above the root
+        rel = torch.addmm(self.fast_rel_template, betas, self.fast_rel_shapedirs).view(batch, num, 3, 1)
+        local = torch.cat(
+            [torch.cat([rot, rel], dim=-1), self.chain_bottom_row.expand(batch, num, 1, 4)], dim=-2
+        )
+        transforms = torch.cat([local, self.chain_identity.expand(batch, 1, 4, 4)], dim=1)  # + identity node
         for i in range(self._num_chain_steps):
             transforms = transforms[:, getattr(self, f"chain_step{i}")] @ transforms
-        return transforms[:, :num, :3, :3], transforms[:, :num, :3, 3]
+        return transforms[:, :num, :3]
 
     def joints(self, pose: torch.Tensor, betas: torch.Tensor) -> torch.Tensor:
         """SPIN's 49 joints (B, 49, 3) without skinning the mesh; differentiable, equal to ``forward``'s."""
         rot = self._rotmats(pose)
         batch = rot.shape[0]
         betas = self._betas(betas, batch)
-        rest = self.fast_J_template + (betas @ self.fast_J_shapedirs).reshape(batch, -1, 3)
-        glob_r, glob_t = self._chain(rot, rest)
-        rel_t = glob_t - (glob_r * rest[:, :, None, :]).sum(-1)  # t_j of the skinning transforms
+        glob = self._global_transforms(rot, betas)  # (B, 24, 3, 4)
 
-        eye = torch.eye(3, dtype=rot.dtype, device=rot.device)
-        features = torch.cat([betas, (rot[:, 1:] - eye).reshape(batch, -1)], dim=1)  # (B, K + 207)
-        u = self.fast_U_template + (features @ self.fast_U_basis).reshape(batch, -1, 3)  # (B, P, 3)
-        pair_r = glob_r[:, self.fast_pair_joint]
-        contrib = (pair_r * u[:, :, None, :]).sum(-1) + self.fast_pair_weight * rel_t[:, self.fast_pair_joint]
+        pose_feature = (rot[:, 1:] - self.chain_identity[0, :, :3, :3]).reshape(batch, -1)
+        h = torch.addmm(self.fast_h_template, torch.cat([betas, pose_feature], dim=1), self.fast_h_basis)
+        h = torch.cat([h.view(batch, -1, 3), self.fast_pair_weight.expand(batch, -1, 1)], dim=-1)  # (B, P, 4)
+        contrib = (glob[:, self.fast_pair_joint] * h[:, :, None, :]).sum(-1)  # (B, P, 3)
         read = torch.matmul(self.fast_pair_to_output, contrib)  # (B, 30, 3)
-        model_joints = torch.cat([glob_t, read], dim=1)  # (B, 54, 3)
+        model_joints = torch.cat([glob[..., 3], read], dim=1)  # (B, 54, 3)
         return model_joints[:, self.model_joint_index]

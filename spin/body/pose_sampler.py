@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from spin.joints import FLIP_PERM_POSE, FLIP_SIGN_POSE, FLIP_PERM_SMPL, NUM_SMPL_JOINTS
+from spin.joints import FLIP_PERM_POSE, FLIP_PERM_SMPL, FLIP_SIGN_POSE, NUM_SMPL_JOINTS
 
 # (lo, hi) radians per axis-angle component (x, y, z), for the left side and the spine/neck/head.
 _LEFT_AND_MIDDLE_LIMITS: dict[int, tuple[tuple[float, float], ...]] = {

@@ -40,13 +40,25 @@ from spin.body.gmm import PoseGMM, fit_gmm, save_gmm
 from spin.body.pose_sampler import sample_body_pose
 from spin.joints import FLIP_PERM_SMPL, SMPL_PARENTS
 
-SYNTHETIC_VERSION = 1
+SYNTHETIC_VERSION = 2
 NUM_VERTICES = 6890
 NUM_BETAS = 10
 POSE_CORRECTIVE_GAIN = 0.2
 
 # Shape parameters of the parametric body; 0 is the base body, each is a relative change.
-SHAPE_PARAMS = ("height", "girth", "leg", "torso", "shoulders", "hips", "arm", "head", "limbs", "belly", "neck")
+SHAPE_PARAMS = (
+    "height",
+    "girth",
+    "leg",
+    "torso",
+    "shoulders",
+    "hips",
+    "arm",
+    "head",
+    "limbs",
+    "belly",
+    "neck",
+)
 # How each β moves the shape parameters per unit (rows: β0..β9). β0 is height: 5% per unit.
 _BETA_TO_PARAMS = {
     0: {"height": 0.05},
@@ -117,18 +129,20 @@ def _unit_circle(n: int, exponent: float) -> tuple[np.ndarray, np.ndarray]:
 def _tube(
     name: str,
     ctrl: list[tuple[str, np.ndarray, tuple[float, float]]],
-    n_around: int,
-    n_rings: int,
-    e1_hint: np.ndarray,
+    *,
+    grid: tuple[int, int],
+    e1: np.ndarray,
     caps: tuple[float, float],
     exponent: float = 2.0,
 ) -> Tube:
     """Sweep a (super)ellipse along a smooth axis through named control points.
 
     ctrl: (name, point (3,), (r1, r2)) along the axis; r1 is the half-extent along the direction
-    closest to ``e1_hint``, r2 along tangent × e1. ``caps`` are the lengths over which the two
-    ends round off to their apex. Rings are spaced evenly along the silhouette so caps get rings too.
+    closest to ``e1``, r2 along tangent × e1. ``grid`` is (vertices per ring, rings). ``caps`` are
+    the lengths over which the two ends round off to their apex. Rings are spaced evenly along the
+    silhouette, so the caps get rings too.
     """
+    n_around, n_rings = grid
     points = np.array([c[1] for c in ctrl], dtype=np.float64)
     radii = np.array([c[2] for c in ctrl], dtype=np.float64)
     cs = np.concatenate([[0.0], np.cumsum(np.linalg.norm(np.diff(points, axis=0), axis=1))])
@@ -151,15 +165,15 @@ def _tube(
 
     centers = center_of(ring_s)
     tangents = _normalize(tangent_of(ring_s))
-    hint = np.broadcast_to(np.asarray(e1_hint, dtype=np.float64), tangents.shape)
-    e1 = _normalize(hint - (hint * tangents).sum(-1, keepdims=True) * tangents)
-    e2 = np.cross(tangents, e1)
+    hint = np.broadcast_to(np.asarray(e1, dtype=np.float64), tangents.shape)
+    axis1 = _normalize(hint - (hint * tangents).sum(-1, keepdims=True) * tangents)
+    axis2 = np.cross(tangents, axis1)
     r = radii_of(ring_s) * cap_factor(ring_s)[:, None]
     cos, sin = _unit_circle(n_around, exponent)
     rings = (
         centers[:, None, :]
-        + (r[:, 0, None] * cos[None, :])[..., None] * e1[:, None, :]
-        + (r[:, 1, None] * sin[None, :])[..., None] * e2[:, None, :]
+        + (r[:, 0, None] * cos[None, :])[..., None] * axis1[:, None, :]
+        + (r[:, 1, None] * sin[None, :])[..., None] * axis2[:, None, :]
     )
     verts = np.concatenate([center_of(0.0)[None], rings.reshape(-1, 3), center_of(length)[None]])
     vertex_s = np.concatenate([[0.0], np.repeat(ring_s, n_around), [length]])
@@ -267,9 +281,15 @@ def _build_body(q: dict[str, float]) -> BodyGeometry:
     # Torso: superellipse rings (boxier than an ellipse), e1 = forward (depth), e2 = +x (width).
     tl = 1.0 + q["torso"]
     stations = [  # y, z centre, half depth, half width
-        (-0.145, 0.0, 0.080, 0.120), (-0.10, 0.0, 0.095, 0.155), (-0.03, -0.005, 0.105, 0.168),
-        (0.05, 0.0, 0.100, 0.155), (0.14, 0.01, 0.095, 0.138), (0.24, 0.01, 0.100, 0.150),
-        (0.33, 0.01, 0.108, 0.165), (0.40, -0.005, 0.100, 0.175), (0.45, -0.015, 0.085, 0.155),
+        (-0.145, 0.0, 0.080, 0.120),
+        (-0.10, 0.0, 0.095, 0.155),
+        (-0.03, -0.005, 0.105, 0.168),
+        (0.05, 0.0, 0.100, 0.155),
+        (0.14, 0.01, 0.095, 0.138),
+        (0.24, 0.01, 0.100, 0.150),
+        (0.33, 0.01, 0.108, 0.165),
+        (0.40, -0.005, 0.100, 0.175),
+        (0.45, -0.015, 0.085, 0.155),
         (0.49, -0.02, 0.060, 0.090),
     ]
     ctrl = []
@@ -281,17 +301,22 @@ def _build_body(q: dict[str, float]) -> BodyGeometry:
         w = width * girth * (1 + q["hips"] * lower + q["shoulders"] * upper)
         d = depth * (1 + 1.2 * q["girth"]) * (1 + q["belly"] * belly)
         ctrl.append(("", np.array([0.0, y, zc + 0.5 * q["belly"] * belly * depth]), (float(d), float(w))))
-    parts["torso"] = _tube("torso", ctrl, 48, 34, Z, (0.05, 0.04), exponent=2.6)
+    parts["torso"] = _tube("torso", ctrl, grid=(48, 34), e1=Z, caps=(0.05, 0.04), exponent=2.6)
 
     # Neck: from inside the torso up into the head, through the neck and head joints.
     nr = 1.0 + 0.5 * q["girth"]
     top = j["head"] + np.array([0.0, 0.045, 0.005])
     parts["neck"] = _tube(
         "neck",
-        [("", j["neck"] - np.array([0.0, 0.07, 0.0]), (0.058 * nr, 0.052 * nr)),
-         ("neck", j["neck"], (0.056 * nr, 0.050 * nr)), ("head", j["head"], (0.055 * nr, 0.048 * nr)),
-         ("", top, (0.055 * nr, 0.048 * nr))],
-        24, 8, Z, (0.03, 0.03),
+        [
+            ("", j["neck"] - np.array([0.0, 0.07, 0.0]), (0.058 * nr, 0.052 * nr)),
+            ("neck", j["neck"], (0.056 * nr, 0.050 * nr)),
+            ("head", j["head"], (0.055 * nr, 0.048 * nr)),
+            ("", top, (0.055 * nr, 0.048 * nr)),
+        ],
+        grid=(24, 8),
+        e1=Z,
+        caps=(0.03, 0.03),
     )
 
     # Head: an ellipsoid (caps over the whole length), with a nose.
@@ -300,11 +325,18 @@ def _build_body(q: dict[str, float]) -> BodyGeometry:
     head_center = j["head"] + np.array([0.0, 0.09 * hs, 0.005])
     bottom, top = head_center - [0, head_radii[1], 0], head_center + [0, head_radii[1], 0]
     r = (head_radii[2], head_radii[0])
-    head = _tube("head", [("", bottom, r), ("", head_center, r), ("", top, r)], 32, 20, Z,
-                 (head_radii[1], head_radii[1]))
+    head = _tube(
+        "head",
+        [("", bottom, r), ("", head_center, r), ("", top, r)],
+        grid=(32, 20),
+        e1=Z,
+        caps=(head_radii[1], head_radii[1]),
+    )
     rel = head.verts - head_center
     nose_y = -0.22 * head_radii[1]
-    bump = np.exp(-((rel[:, 0] / (0.15 * head_radii[0])) ** 2) - ((rel[:, 1] - nose_y) / (0.17 * head_radii[1])) ** 2)
+    bump = np.exp(
+        -((rel[:, 0] / (0.15 * head_radii[0])) ** 2) - ((rel[:, 1] - nose_y) / (0.17 * head_radii[1])) ** 2
+    )
     head.verts[:, 2] += 0.022 * hs * bump * (rel[:, 2] > 0)
     parts["head"] = head
 
@@ -312,16 +344,20 @@ def _build_body(q: dict[str, float]) -> BodyGeometry:
     hip, knee, ankle = j["hip"], j["knee"], j["ankle"]
     parts["leg"] = _tube(
         "leg",
-        [("", hip + np.array([0.0, 0.105, 0.0]), (0.092 * limb, 0.090 * limb)),
-         ("hip", hip, (0.090 * limb, 0.088 * limb)),
-         ("", hip + 0.45 * (knee - hip), (0.078 * limb, 0.074 * limb)),
-         ("", knee + np.array([0.0, 0.07, 0.0]), (0.058 * limb, 0.055 * limb)),
-         ("knee", knee, (0.050 * limb, 0.048 * limb)),
-         ("", knee + 0.3 * (ankle - knee) + np.array([0.0, 0.0, -0.012]), (0.055 * limb, 0.047 * limb)),
-         ("", ankle + np.array([0.0, 0.08, 0.0]), (0.035 * limb, 0.033 * limb)),
-         ("ankle", ankle, (0.035 * limb, 0.032 * limb)),
-         ("", ankle + np.array([0.0, -0.035, 0.0]), (0.030 * limb, 0.030 * limb))],
-        24, 36, Z, (0.04, 0.025),
+        [
+            ("", hip + np.array([0.0, 0.105, 0.0]), (0.092 * limb, 0.090 * limb)),
+            ("hip", hip, (0.090 * limb, 0.088 * limb)),
+            ("", hip + 0.45 * (knee - hip), (0.078 * limb, 0.074 * limb)),
+            ("", knee + np.array([0.0, 0.07, 0.0]), (0.058 * limb, 0.055 * limb)),
+            ("knee", knee, (0.050 * limb, 0.048 * limb)),
+            ("", knee + 0.3 * (ankle - knee) + np.array([0.0, 0.0, -0.012]), (0.055 * limb, 0.047 * limb)),
+            ("", ankle + np.array([0.0, 0.08, 0.0]), (0.035 * limb, 0.033 * limb)),
+            ("ankle", ankle, (0.035 * limb, 0.032 * limb)),
+            ("", ankle + np.array([0.0, -0.035, 0.0]), (0.030 * limb, 0.030 * limb)),
+        ],
+        grid=(24, 36),
+        e1=Z,
+        caps=(0.04, 0.025),
     )
 
     # Left foot: heel to toe along +z; e1 = up (height), e2 = sideways (width).
@@ -331,26 +367,34 @@ def _build_body(q: dict[str, float]) -> BodyGeometry:
     toe = np.array([foot[0] + 0.005, sole + 0.018, foot[2] + 0.075])
     parts["foot"] = _tube(
         "foot",
-        [("", heel, (0.035, 0.032 * girth)),
-         ("", np.array([ankle[0] + 0.005, sole + 0.045, ankle[2] + 0.04]), (0.042, 0.042 * girth)),
-         ("foot", np.array([foot[0], sole + 0.025, foot[2]]), (0.024, 0.048 * girth)),
-         ("", toe, (0.016, 0.042 * girth))],
-        16, 18, Y, (0.035, 0.03),
+        [
+            ("", heel, (0.035, 0.032 * girth)),
+            ("", np.array([ankle[0] + 0.005, sole + 0.045, ankle[2] + 0.04]), (0.042, 0.042 * girth)),
+            ("foot", np.array([foot[0], sole + 0.025, foot[2]]), (0.024, 0.048 * girth)),
+            ("", toe, (0.016, 0.042 * girth)),
+        ],
+        grid=(16, 18),
+        e1=Y,
+        caps=(0.035, 0.03),
     )
 
     # Left arm: from inside the chest through collar, shoulder, elbow, wrist; e1 = forward.
     collar, shoulder, elbow, wrist = j["collar"], j["shoulder"], j["elbow"], j["wrist"]
     parts["arm"] = _tube(
         "arm",
-        [("", np.array([0.05, collar[1], collar[2]]), (0.045 * limb, 0.045 * limb)),
-         ("collar", collar, (0.050 * limb, 0.050 * limb)),
-         ("shoulder", shoulder, (0.055 * limb, 0.056 * limb)),
-         ("", shoulder + 0.5 * (elbow - shoulder), (0.045 * limb, 0.047 * limb)),
-         ("elbow", elbow, (0.037 * limb, 0.036 * limb)),
-         ("", elbow + 0.45 * (wrist - elbow), (0.040 * limb, 0.036 * limb)),
-         ("wrist", wrist, (0.030 * limb, 0.022 * limb)),
-         ("", wrist + np.array([0.03, 0.0, 0.0]), (0.028 * limb, 0.020 * limb))],
-        20, 32, Z, (0.03, 0.02),
+        [
+            ("", np.array([0.05, collar[1], collar[2]]), (0.045 * limb, 0.045 * limb)),
+            ("collar", collar, (0.050 * limb, 0.050 * limb)),
+            ("shoulder", shoulder, (0.055 * limb, 0.056 * limb)),
+            ("", shoulder + 0.5 * (elbow - shoulder), (0.045 * limb, 0.047 * limb)),
+            ("elbow", elbow, (0.037 * limb, 0.036 * limb)),
+            ("", elbow + 0.45 * (wrist - elbow), (0.040 * limb, 0.036 * limb)),
+            ("wrist", wrist, (0.030 * limb, 0.022 * limb)),
+            ("", wrist + np.array([0.03, 0.0, 0.0]), (0.028 * limb, 0.020 * limb)),
+        ],
+        grid=(20, 32),
+        e1=Z,
+        caps=(0.03, 0.02),
     )
 
     # Left palm (facing down, so flat in y) and fingers along +x; thumb forward-out from the palm.
@@ -358,16 +402,25 @@ def _build_body(q: dict[str, float]) -> BodyGeometry:
     palm_r = (0.040 * girth, 0.014 * girth)
     parts["palm"] = _tube(
         "palm",
-        [("", wrist - np.array([0.01, 0.0, 0.0]), palm_r), ("hand", hand, palm_r),
-         ("", hand + np.array([0.025, 0.0, 0.0]), palm_r)],
-        16, 10, Z, (0.015, 0.015), exponent=2.5,
+        [
+            ("", wrist - np.array([0.01, 0.0, 0.0]), palm_r),
+            ("hand", hand, palm_r),
+            ("", hand + np.array([0.025, 0.0, 0.0]), palm_r),
+        ],
+        grid=(16, 10),
+        e1=Z,
+        caps=(0.015, 0.015),
+        exponent=2.5,
     )
     thumb_base = wrist + np.array([0.025, -0.005, 0.03])
     thumb_dir = _normalize(np.array([0.55, -0.25, 0.8]))
     fr = 0.01 * girth
     parts["thumb"] = _tube(
-        "thumb", [("", thumb_base, (fr, fr)), ("", thumb_base + 0.075 * thumb_dir, (fr, fr))], 8, 6, Y,
-        (0.006, 0.009),
+        "thumb",
+        [("", thumb_base, (fr, fr)), ("", thumb_base + 0.075 * thumb_dir, (fr, fr))],
+        grid=(8, 6),
+        e1=Y,
+        caps=(0.006, 0.009),
     )
     finger_len = {"index": 0.08, "middle": 0.09, "ring": 0.085, "pinky": 0.07}
     finger_z = {"index": 0.027, "middle": 0.009, "ring": -0.009, "pinky": -0.027}
@@ -375,8 +428,14 @@ def _build_body(q: dict[str, float]) -> BodyGeometry:
         base = hand + np.array([0.0, -0.002, finger_z[f]])
         rr = (0.0085 if f != "pinky" else 0.0075) * girth
         parts[f] = _tube(
-            f, [("", base, (rr, rr)), ("", base + np.array([finger_len[f] * (1 + 0.5 * q["arm"]), 0.0, 0.0]), (rr, rr))],
-            8, 6, Z, (0.005, 0.008),
+            f,
+            [
+                ("", base, (rr, rr)),
+                ("", base + np.array([finger_len[f] * (1 + 0.5 * q["arm"]), 0.0, 0.0]), (rr, rr)),
+            ],
+            grid=(8, 6),
+            e1=Z,
+            caps=(0.005, 0.008),
         )
 
     for name in LEFT_PARTS:
@@ -424,13 +483,29 @@ def _mirror_map(geo: BodyGeometry) -> np.ndarray:
 
 # ------------------------------------------------------------------------------ skinning weights
 _JOINT = {
-    "pelvis": 0, "hip": 1, "spine1": 3, "knee": 4, "spine2": 6, "ankle": 7, "spine3": 9, "foot": 10,
-    "neck": 12, "collar": 13, "head": 15, "shoulder": 16, "elbow": 18, "wrist": 20, "hand": 22,
+    "pelvis": 0,
+    "hip": 1,
+    "spine1": 3,
+    "knee": 4,
+    "spine2": 6,
+    "ankle": 7,
+    "spine3": 9,
+    "foot": 10,
+    "neck": 12,
+    "collar": 13,
+    "head": 15,
+    "shoulder": 16,
+    "elbow": 18,
+    "wrist": 20,
+    "hand": 22,
 }
 
 
 def _chain_weights(s: np.ndarray, owners: list[int], transitions: list[tuple[float, float]]) -> np.ndarray:
-    """Weights (n, 24) along an axis: owner i hands over to owner i+1 around transitions[i] = (s, half width)."""
+    """Weights (n, 24) along an axis.
+
+    Owner i hands over to owner i+1 around transitions[i] = (arc length, half width).
+    """
     w = np.zeros((len(s), 24))
     carry = np.ones(len(s))
     for i, owner in enumerate(owners):
@@ -456,7 +531,8 @@ def _skinning_weights(geo: BodyGeometry, mirror: np.ndarray) -> np.ndarray:
     torso = geo.parts["torso"]
     y, ax = torso.verts[:, 1], np.abs(torso.verts[:, 0])
     w = _chain_weights(
-        y, [0, 3, 6, 9, 12],
+        y,
+        [0, 3, 6, 9, 12],
         [(jt["spine1"][1], 0.05), (jt["spine2"][1], 0.04), (jt["spine3"][1], 0.03), (jt["neck"][1], 0.03)],
     )
     left = torso.verts[:, 0] >= 0
@@ -471,7 +547,12 @@ def _skinning_weights(geo: BodyGeometry, mirror: np.ndarray) -> np.ndarray:
     put("torso", w / w.sum(1, keepdims=True))
 
     neck = geo.parts["neck"]
-    put("neck", _chain_weights(neck.vertex_s, [9, 12, 15], [(neck.ctrl_s["neck"], 0.03), (neck.ctrl_s["head"], 0.025)]))
+    put(
+        "neck",
+        _chain_weights(
+            neck.vertex_s, [9, 12, 15], [(neck.ctrl_s["neck"], 0.03), (neck.ctrl_s["head"], 0.025)]
+        ),
+    )
     head = geo.parts["head"]
     put("head", _chain_weights(head.verts[:, 1], [12, 15], [(jt["head"][1], 0.025)]))
 
@@ -511,10 +592,21 @@ def _joint_regressor(geo: BodyGeometry, mirror: np.ndarray) -> np.ndarray:
     """(24, 6890): each joint is the (interpolated) centre of the rings around it."""
     jt = geo.joints
     where = {
-        0: ("torso", "pelvis"), 1: ("leg", "hip"), 3: ("torso", "spine1"), 4: ("leg", "knee"),
-        6: ("torso", "spine2"), 7: ("leg", "ankle"), 9: ("torso", "spine3"), 10: ("foot", "foot"),
-        12: ("neck", "neck"), 13: ("arm", "collar"), 15: ("neck", "head"), 16: ("arm", "shoulder"),
-        18: ("arm", "elbow"), 20: ("arm", "wrist"), 22: ("palm", "hand"),
+        0: ("torso", "pelvis"),
+        1: ("leg", "hip"),
+        3: ("torso", "spine1"),
+        4: ("leg", "knee"),
+        6: ("torso", "spine2"),
+        7: ("leg", "ankle"),
+        9: ("torso", "spine3"),
+        10: ("foot", "foot"),
+        12: ("neck", "neck"),
+        13: ("arm", "collar"),
+        15: ("neck", "head"),
+        16: ("arm", "shoulder"),
+        18: ("arm", "elbow"),
+        20: ("arm", "wrist"),
+        22: ("palm", "hand"),
     }
     reg = np.zeros((24, NUM_VERTICES))
     for joint, (part, name) in where.items():
@@ -569,7 +661,9 @@ def _special_vertices(geo: BodyGeometry) -> dict[str, int]:
     head = geo.parts["head"]
     midline = geo.ids("head", np.concatenate([head.ring_ids(k)[:1] for k in range(head.n_rings)]))
     out = {
-        "nose": int(midline[np.argmax(verts[midline, 2] - 0.3 * np.abs(verts[midline, 1] - hc[1] + 0.22 * hr[1]))]),
+        "nose": int(
+            midline[np.argmax(verts[midline, 2] - 0.3 * np.abs(verts[midline, 1] - hc[1] + 0.22 * hr[1]))]
+        ),
         "leye": nearest("head", hc + np.array([0.42 * hr[0], 0.08 * hr[1], hr[2]])),
         "lear": nearest("head", hc + np.array([hr[0], -0.05 * hr[1], -0.05 * hr[2]])),
     }

@@ -24,8 +24,10 @@ def synth(
     with console.status(f"Synthesising body model (seed {seed})..."):
         files = synthesize_body(out, seed=seed)
     for label, path in (
-        ("model", files.model), ("extra regressor", files.joint_regressor_extra),
-        ("pose prior", files.prior), ("mean params", files.mean_params),
+        ("model", files.model),
+        ("extra regressor", files.joint_regressor_extra),
+        ("pose prior", files.prior),
+        ("mean params", files.mean_params),
     ):
         console.print(f"[green]wrote[/green] {label}: {path}")
 
@@ -61,7 +63,10 @@ def info(
         ("vertices", str(v.shape[0])),
         ("joints", str(arrays.J_regressor.shape[0])),
         ("shape components", str(arrays.num_betas)),
-        ("pose correctives", f"{arrays.posedirs.shape[-1]} ({'non-zero' if np.any(arrays.posedirs) else 'all zero'})"),
+        (
+            "pose correctives",
+            f"{arrays.posedirs.shape[-1]} ({'non-zero' if np.any(arrays.posedirs) else 'all zero'})",
+        ),
         ("faces", str(arrays.f.shape[0])),
         ("template height", f"{height:.3f} m"),
         ("J_regressor_extra (9 SPIN joints)", extra),

@@ -18,12 +18,14 @@ DEFAULT_CONFIG = Path(__file__).resolve().parents[2] / "configs" / "default.yaml
 console = Console()
 
 
-def _default_config_path() -> Path | None:
-    """configs/default.yaml of the checkout, else the copy installed with the package."""
-    if DEFAULT_CONFIG.is_file():
-        return DEFAULT_CONFIG
-    packaged = Path(__file__).resolve().parents[1] / "configs" / "default.yaml"
-    return packaged if packaged.is_file() else None
+def _default_config_path() -> Path:
+    """configs/default.yaml of the checkout (the package is installed editable from it)."""
+    if not DEFAULT_CONFIG.is_file():
+        from spin.errors import UserError
+
+        raise UserError(f"The default config {DEFAULT_CONFIG} is missing; pass --config FILE "
+                        "(e.g. a copy of configs/default.yaml from the repository).")
+    return DEFAULT_CONFIG
 
 
 def train_command(

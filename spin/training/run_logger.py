@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import os
+import secrets
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +28,7 @@ class RunLogger:
 
         chosen = mode or os.environ.get("WANDB_MODE") or "offline"
         os.environ.setdefault("WANDB_SILENT", "true")
-        self.run_id = run_id or wandb.util.generate_id()
+        self.run_id = run_id or secrets.token_hex(4)  # wandb's id format: short, lowercase
         self.run = wandb.init(dir=str(run_dir), id=self.run_id, resume="allow", mode=chosen, project=project,
                               entity=entity, name=name, config=config, tags=tags or None,
                               settings=wandb.Settings(console="off", silent=True))

@@ -35,7 +35,9 @@ def test_first_use_generated_into_the_cache(body_cache):
 def test_existing_set_is_reused(body_cache, monkeypatch):
     cache, files = body_cache
     monkeypatch.setenv("SPIN_CACHE", str(cache))
-    monkeypatch.setattr(synthetic, "synthesize_body", lambda *a, **k: pytest.fail("regenerated a complete set"))
+    monkeypatch.setattr(
+        synthetic, "synthesize_body", lambda *a, **k: pytest.fail("regenerated a complete set")
+    )
     assert resolve_body_files() == files
 
 
@@ -75,7 +77,9 @@ def test_user_model_keeps_its_own_extra_regressor(body_cache, monkeypatch, synth
     assert files.model == synth_files.model
     assert files.joint_regressor_extra is None  # never the synthetic regressor for a user's mesh
     assert files.prior == synth_files.prior and files.mean_params == synth_files.mean_params
-    files = resolve_body_files(body_model=synth_files.model, joint_regressor_extra=synth_files.joint_regressor_extra)
+    files = resolve_body_files(
+        body_model=synth_files.model, joint_regressor_extra=synth_files.joint_regressor_extra
+    )
     assert files.joint_regressor_extra == synth_files.joint_regressor_extra
 
 

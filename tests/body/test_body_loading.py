@@ -162,8 +162,12 @@ def test_missing_key(tmp_path, model_dict):
 
 @pytest.mark.parametrize(
     ("key", "bad"),
-    [("v_template", np.zeros((100, 3))), ("weights", np.zeros((6890, 23))), ("f", np.zeros((10, 4), int)),
-     ("posedirs", np.zeros((6890, 3, 10)))],
+    [
+        ("v_template", np.zeros((100, 3))),
+        ("weights", np.zeros((6890, 23))),
+        ("f", np.zeros((10, 4), int)),
+        ("posedirs", np.zeros((6890, 3, 10))),
+    ],
 )
 def test_wrong_shape(tmp_path, model_dict, key, bad):
     data = dict(model_dict, **{key: bad})
@@ -174,14 +178,19 @@ def test_wrong_shape(tmp_path, model_dict, key, bad):
 def test_nan_and_bad_faces_and_tree(tmp_path, model_dict):
     weights = model_dict["weights"].copy()
     weights[5, 3] = np.nan
-    _assert_user_error("NaN", load_body_arrays, _save_dict(tmp_path / "nan.pkl", dict(model_dict, weights=weights)))
+    _assert_user_error(
+        "NaN", load_body_arrays, _save_dict(tmp_path / "nan.pkl", dict(model_dict, weights=weights))
+    )
     faces = model_dict["f"].copy()
     faces[0, 0] = 7000
     _assert_user_error("outside", load_body_arrays, _save_dict(tmp_path / "f.pkl", dict(model_dict, f=faces)))
     tree = model_dict["kintree_table"].copy()
     tree[0, 3] = 5
-    _assert_user_error("kinematic tree", load_body_arrays,
-                       _save_dict(tmp_path / "t.pkl", dict(model_dict, kintree_table=tree)))
+    _assert_user_error(
+        "kinematic tree",
+        load_body_arrays,
+        _save_dict(tmp_path / "t.pkl", dict(model_dict, kintree_table=tree)),
+    )
 
 
 def test_extra_regressor_errors(tmp_path, model_dict):

@@ -43,8 +43,9 @@ def test_matches_plain_smplx(body, synth_files, model_dict):
     ours = body(pose, betas)
     torch.testing.assert_close(ours.vertices, ref.vertices, atol=2e-6, rtol=0)
     torch.testing.assert_close(ours.smpl_joints, ref.joints[:, :24], atol=2e-6, rtol=0)
-    extra = torch.einsum("ev,bvc->bec", torch.as_tensor(model_dict["J_regressor_extra"], dtype=torch.float32),
-                         ref.vertices)
+    extra = torch.einsum(
+        "ev,bvc->bec", torch.as_tensor(model_dict["J_regressor_extra"], dtype=torch.float32), ref.vertices
+    )
     model_joints = torch.cat([ref.joints, extra], dim=1)  # SPIN: smplx's 45 joints + 9 extra
     from spin.joints import MODEL_JOINT_INDEX
 
@@ -81,14 +82,15 @@ def test_fast_path_gradcheck_float64(synth_files):
     from spin.body import BodyModel
 
     body64 = BodyModel.from_files(synth_files, dtype=torch.float64)
-    pose = (0.3 * torch.randn(2, 72, dtype=torch.float64, generator=torch.Generator().manual_seed(4)))
+    pose = 0.3 * torch.randn(2, 72, dtype=torch.float64, generator=torch.Generator().manual_seed(4))
     betas = torch.randn(2, 10, dtype=torch.float64, generator=torch.Generator().manual_seed(5))
     pose.requires_grad_()
     betas.requires_grad_()
     # a few joints keep the check fast while touching the chain, vertex joints and extra rows
     sel = [0, 4, 19, 38, 43]
-    assert torch.autograd.gradcheck(lambda p, b: body64.joints(p, b)[:, sel], (pose, betas), eps=1e-6, atol=1e-5,
-                                    fast_mode=True)
+    assert torch.autograd.gradcheck(
+        lambda p, b: body64.joints(p, b)[:, sel], (pose, betas), eps=1e-6, atol=1e-5, fast_mode=True
+    )
 
 
 def test_flipped_pose_gives_mirrored_joints(body):

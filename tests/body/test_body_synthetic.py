@@ -19,8 +19,13 @@ from spin.joints import FLIP_PERM_SMPL, SMPL_PARENTS
 
 IDS = SMPLX_VERTEX_IDS["smplh"]
 SMPL_KEYS = {
-    "v_template": (6890, 3), "shapedirs": (6890, 3, 10), "posedirs": (6890, 3, 207), "J_regressor": (24, 6890),
-    "weights": (6890, 24), "kintree_table": (2, 24), "J_regressor_extra": (9, 6890),
+    "v_template": (6890, 3),
+    "shapedirs": (6890, 3, 10),
+    "posedirs": (6890, 3, 207),
+    "J_regressor": (24, 6890),
+    "weights": (6890, 24),
+    "kintree_table": (2, 24),
+    "J_regressor_extra": (9, 6890),
 }
 
 
@@ -53,7 +58,11 @@ def test_t_pose_proportions(model_dict):
     assert np.linalg.norm(joints[0]) < 0.03  # pelvis near the origin
     # y up: head above neck above pelvis above knees above ankles; left side at +x
     assert joints[15, 1] > joints[12, 1] > joints[0, 1] > joints[4, 1] > joints[7, 1]
-    assert joints[1, 0] > 0 > joints[2, 0] and joints[16, 0] > 0.1 and joints[20, 0] > joints[18, 0] > joints[16, 0]
+    assert (
+        joints[1, 0] > 0 > joints[2, 0]
+        and joints[16, 0] > 0.1
+        and joints[20, 0] > joints[18, 0] > joints[16, 0]
+    )
     # every joint is inside the body's extent and children are away from parents
     bone = np.linalg.norm(joints[1:] - joints[np.array(SMPL_PARENTS[1:])], axis=1)
     assert bone.min() > 0.03 and bone.max() < 0.5
@@ -102,11 +111,15 @@ def test_weights_regressors_and_symmetry(model_dict):
     np.testing.assert_array_equal(sym[sym], np.arange(6890))
     mirror = np.array([-1.0, 1.0, 1.0])
     np.testing.assert_allclose(model_dict["v_template"][sym] * mirror, model_dict["v_template"], atol=1e-12)
-    np.testing.assert_allclose(model_dict["shapedirs"][sym] * mirror[:, None], model_dict["shapedirs"], atol=1e-12)
+    np.testing.assert_allclose(
+        model_dict["shapedirs"][sym] * mirror[:, None], model_dict["shapedirs"], atol=1e-12
+    )
     np.testing.assert_allclose(w[sym][:, FLIP_PERM_SMPL], w, atol=1e-12)
     np.testing.assert_allclose(model_dict["J_regressor"][FLIP_PERM_SMPL][:, sym], model_dict["J_regressor"])
     extra_flip = [1, 0, 2, 3, 4, 5, 6, 7, 8]
-    np.testing.assert_allclose(model_dict["J_regressor_extra"][extra_flip][:, sym], model_dict["J_regressor_extra"])
+    np.testing.assert_allclose(
+        model_dict["J_regressor_extra"][extra_flip][:, sym], model_dict["J_regressor_extra"]
+    )
     # small but non-zero pose correctives
     pose_correctives = np.abs(model_dict["posedirs"])
     assert 0 < pose_correctives.max() < 0.1
@@ -139,7 +152,9 @@ def test_shape_space(body):
 
 def test_mean_params_and_prior(synth_files):
     mean = load_mean_params(synth_files.mean_params)
-    assert mean["pose"].shape == (144,) and np.all(mean["shape"] == 0) and mean["cam"][0] == pytest.approx(0.9)
+    assert (
+        mean["pose"].shape == (144,) and np.all(mean["shape"] == 0) and mean["cam"][0] == pytest.approx(0.9)
+    )
     aa = matrix_to_axis_angle(rot6d_to_matrix(torch.as_tensor(mean["pose"]).reshape(24, 6)))
     np.testing.assert_allclose(aa[0].abs().numpy(), [np.pi, 0, 0], atol=1e-4)  # upright in SPIN's camera
     assert aa[16, 2] < -0.3 and aa[17, 2] > 0.3  # arms a bit down

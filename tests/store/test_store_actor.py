@@ -1,5 +1,7 @@
 """StoreWriterActor and RemoteFitsStore on a local Ray: same API as FitsStore, one writer per store."""
 
+import threading
+
 import lmdb
 import numpy as np
 import pytest
@@ -7,7 +9,7 @@ from conftest import keys_for, random_fits
 
 ray = pytest.importorskip("ray")
 
-from fitting_workers.store_actor import RemoteFitsStore, open_store_writer  # noqa: E402
+from fitting_workers.store_actor import RemoteFitsStore, StoreWriter, open_store_writer  # noqa: E402
 from store import FitsStore, StoreError  # noqa: E402
 from store.verify import verify_store  # noqa: E402
 
@@ -91,3 +93,34 @@ def test_a_store_the_writer_cannot_open_is_a_one_sentence_error(local_ray, tmp_p
     env.close()
     with pytest.raises(StoreError, match="spin fits migrate"):
         open_store_writer(path)
+
+
+def test_group_commit_from_many_threads_keeps_best_so_far(tmp_path, rng):
+    """The actor's class without Ray: concurrent callers, merged transactions, same final state."""
+    writer = StoreWriter(str(tmp_path / "fits"))
+    offers = [rng.uniform(0, 100, 20) for _ in range(24)]
+    results: dict[int, np.ndarray] = {}
+
+    def offer(n: int) -> None:
+        results[n] = writer.put_if_better(
+            keys_for("d", range(20)),
+            np.zeros((20, 72)),
+            np.zeros((20, 10)),
+            np.zeros((20, 3)),
+            offers[n],
+            step=n,
+        )
+
+    threads = [threading.Thread(target=offer, args=(n,)) for n in range(24)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    stored = writer.get(keys_for("d", range(20)))
+    assert np.array_equal(stored["loss"], np.min(offers, axis=0))
+    for key in range(20):  # the stored candidate is one that was reported accepted
+        winner = int(stored["step"][key])
+        assert results[winner][key] and offers[winner][key] == stored["loss"][key]
+    assert writer.counters()["offered"] == 24 * 20
+    with pytest.raises(StoreError, match=r"`pose` has shape \(1, 3\)"):
+        writer.put_if_better(["d/0"], np.zeros((1, 3)), np.zeros((1, 10)), np.zeros((1, 3)), [1.0])

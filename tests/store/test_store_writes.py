@@ -175,6 +175,20 @@ def test_a_reader_then_a_writer_in_one_process_share_the_environment(tmp_path, r
     reader.close()
 
 
+def test_a_file_or_a_foreign_lmdb_is_not_taken_for_a_store(tmp_path):
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(StoreError, match="cannot open fits store .* for writing"):
+        FitsStore(tmp_path / "file")
+    env = lmdb.open(str(tmp_path / "other"))
+    with env.begin(write=True) as txn:
+        txn.put(b"key", b"value")
+    env.close()
+    with pytest.raises(StoreError, match="holding other data, not a fits store"):
+        FitsStore(tmp_path / "other")
+    with pytest.raises(StoreError, match="not a fits store"):
+        FitsStore(tmp_path / "other", readonly=True)
+
+
 def _set_version(path, version):
     env = lmdb.open(str(path), max_dbs=4)
     meta = env.open_db(META_DB)
