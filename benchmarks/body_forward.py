@@ -9,6 +9,7 @@ best round of each is reported, with the ratio. Target: fast path >= 10x faster.
 from __future__ import annotations
 
 import argparse
+import os
 import time
 
 import numpy as np
@@ -62,6 +63,8 @@ def main() -> None:
     print(f"  full smplx forward (6890 vertices): {best_full:8.2f} ms/call")
     print(f"  fast joints path (49 joints):        {best_fast:8.2f} ms/call")
     print(f"  speed-up: {best_full / best_fast:.1f}x  (target >= 10x); max joint difference {err:.1e} m")
+    load = os.getloadavg()[0]
+    print(f"  machine: {os.cpu_count()} CPUs, load average {load:.1f} (timings of small ops suffer most under load)")
 
 
 if __name__ == "__main__":

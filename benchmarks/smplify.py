@@ -19,12 +19,12 @@ import numpy as np
 import torch
 from rich.console import Console
 from rich.table import Table
-from spin.body.files import resolve_body_files
 
 from fitting_workers.smplify import SMPLify, SmplifyConfig
 from fitting_workers.smplify.losses import fit_quality
 from fitting_workers.smplify.synthetic import SyntheticProblems, make_problems
 from spin.body import BodyModel
+from spin.body.files import resolve_body_files
 from spin.evaluation.metrics import mpjpe, pa_mpjpe
 from spin.joints import LSP14_FROM_GT, NUM_OPENPOSE
 
@@ -73,7 +73,7 @@ def main() -> None:
     parser.add_argument("--lr", type=float, default=None, help="override the default mode's")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    console = Console()
+    console = Console(width=160)
 
     files = resolve_body_files()
     body = BodyModel.from_files(files)

@@ -74,6 +74,15 @@ def store_argument(store):
     return store
 
 
+def _creation_error(exc: RayActorError) -> BaseException | None:
+    """The exception an actor's constructor raised, when that is why the actor died."""
+    for arg in exc.args:
+        cause = getattr(arg, "cause", None)
+        if isinstance(cause, BaseException):
+            return cause
+    return None
+
+
 @dataclass
 class _Pending:
     batch: FitJobBatch
@@ -256,7 +265,11 @@ class FittingPool:
                 f"gpus_per_actor={self.config.gpus_per_actor}): lower them or add nodes."
             ) from exc
         except RayActorError as exc:
-            raise UserError(f"a fitting actor could not start: {_one_line(exc)}") from exc
+            cause = _creation_error(exc)
+            if isinstance(cause, UserError):  # e.g. a body model file that does not load
+                raise UserError(str(cause)) from None
+            text = _one_line(cause) if cause is not None else _one_line(exc)
+            raise UserError(f"a fitting actor could not start: {text}") from exc
         for index, info in enumerate(infos):
             self._seen(index, info, fresh=True)
 
@@ -282,6 +295,7 @@ class FittingPool:
             "queue_depth": len(self._inflight) + len(self._retry),
             "dropped": totals.dropped,
             "staleness_steps": float(np.mean(self._staleness)) if self._staleness else 0.0,
+            "staleness_last_steps": self._staleness[-1] if self._staleness else 0,
             "restarts": totals.restarts,
             "retried": totals.retried,
             "failed": totals.failed,
@@ -309,9 +323,10 @@ class FittingPool:
         had a fit), `dropped` (never fitted: no room, or lost twice), `retried`, `errors` (batches
         that raised, in jobs). `accepted_frac` / `improved_frac` are over `fitted`; `fits_per_s`
         over the time since the first submit; `queue_depth` counts batches in flight or waiting for
-        a retry; `staleness_steps` is the mean over recent batches of (step at collection − step
-        of the prediction); `restarts` counts actors seen back with a new process after dying;
-        `restarting` the actors being restarted now; `alive_actors` excludes actors Ray gave up on.
+        a retry; `staleness_steps` is the mean over the last 256 batches of (step at collection −
+        step of the prediction), `staleness_last_steps` that of the latest batch; `restarts` counts
+        actors seen back with a new process after dying; `restarting` the actors being restarted
+        now; `alive_actors` excludes actors Ray gave up on.
         """
         self.poll()
         return self.counts()

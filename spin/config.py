@@ -91,6 +91,7 @@ class RoundsConfig:
     eval_max_samples: int = 0  # 0 = the whole test split
     overlay_images: int = 4  # predicted keypoints over the input, logged per round
     snapshot_store: bool = True
+    drain_fits_s: float = 60.0  # at a round's end, wait up to this long for in-flight fits (async)
 
 
 @dataclass

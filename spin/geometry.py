@@ -28,9 +28,11 @@ def axis_angle_to_matrix(axis_angle: torch.Tensor) -> torch.Tensor:
     theta = theta2_safe.sqrt()
     sin_over = torch.where(small, 1.0 - theta2 / 6.0, torch.sin(theta) / theta)
     one_minus_cos_over = torch.where(small, 0.5 - theta2 / 24.0, (1.0 - torch.cos(theta)) / theta2_safe)
-    k = _skew(axis_angle)
+    # K² = v vᵀ - θ² I, so R = (1 - b θ²) I + a K + b v vᵀ (no tiny batched matmul needed)
     eye = torch.eye(3, dtype=axis_angle.dtype, device=axis_angle.device)
-    return eye + sin_over * k + one_minus_cos_over * (k @ k)
+    outer = axis_angle[..., :, None] * axis_angle[..., None, :]
+    diagonal = (1.0 - one_minus_cos_over * theta2) * eye
+    return diagonal + sin_over * _skew(axis_angle) + one_minus_cos_over * outer
 
 
 def matrix_to_quaternion(matrix: torch.Tensor) -> torch.Tensor:

@@ -388,10 +388,9 @@ class FitsStore:
         if readonly:
             # Validate now (missing store, wrong version) but keep nothing open: the first read
             # in each process opens its own handle.
-            with _OPEN_LOCK:
-                shared = _OPEN.get(str(self.path))
-                if shared is None or shared.pid != os.getpid():
-                    _Environment(str(self.path), writable=False, map_size=0).close()
+            # `_acquire` also drops a handle inherited through fork (py-lmdb refuses a second
+            # open of the same path in one process).
+            _release(_acquire(str(self.path), False, 0, sync))
         else:
             self._env()
 

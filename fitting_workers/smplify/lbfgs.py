@@ -20,14 +20,18 @@ Objective = Callable[[torch.Tensor], torch.Tensor]
 class LbfgsSettings:
     """history: curvature pairs kept per sample; first_step: ‖Δx‖∞ of a sample's first (steepest-descent)
     step; max_step: cap on ‖Δx‖∞ of any step; armijo: sufficient-decrease constant; line_search_evals:
-    evaluations tried per iteration before a sample's step is abandoned; rel_tolerance: a sample stops
-    once an accepted step lowers its loss by less than this fraction (plus 1e-6 absolute)."""
+    batch evaluations per iteration (a sample still without sufficient decrease after them keeps its
+    shrunken step and goes on backtracking in the next iteration, so a few hard samples do not cost
+    the whole batch extra evaluations); min_step: a sample whose trial step ‖Δx‖∞ falls below this has
+    stalled; rel_tolerance: a sample stops once an accepted step lowers its loss by less than this
+    fraction (plus 1e-6 absolute)."""
 
     history: int = 10
     first_step: float = 0.1
     max_step: float = 1.0
     armijo: float = 1e-4
-    line_search_evals: int = 5
+    line_search_evals: int = 1
+    min_step: float = 1e-7
     rel_tolerance: float = 1e-6
 
 
@@ -84,6 +88,7 @@ def minimize_lbfgs(fn: Objective, x0: torch.Tensor, max_iter: int, lr: float = 1
     has_curvature = torch.zeros(batch, dtype=torch.bool, device=x.device)
     gamma = x.new_ones(batch)
     order: list[int] = []
+    step_next = x.new_full((batch,), lr)  # a sample's first trial step in the next iteration
     for _ in range(max_iter):
         if not bool(active.any()):
             break
@@ -95,9 +100,8 @@ def minimize_lbfgs(fn: Objective, x0: torch.Tensor, max_iter: int, lr: float = 1
         use_steepest = ~has_curvature | ~(slope < 0)
         direction = torch.where(use_steepest[:, None], steepest, direction)
         slope = torch.where(use_steepest, (g * steepest).sum(dim=1), slope)
-        step = torch.full_like(f, lr)
         d_inf = direction.abs().amax(dim=1).clamp_min(1e-30)
-        step = torch.minimum(step, cfg.max_step / d_inf)
+        step = torch.minimum(step_next, cfg.max_step / d_inf)
 
         pending = active & (slope < 0)
         x_new, f_new, g_new = x.clone(), f.clone(), g.clone()
@@ -110,18 +114,22 @@ def minimize_lbfgs(fn: Objective, x0: torch.Tensor, max_iter: int, lr: float = 1
             f_new = torch.where(ok, f_trial, f_new)
             g_new = torch.where(ok[:, None], g_trial, g_new)
             accepted |= ok
-            pending &= ~ok
-            if not bool(pending.any()):
-                break
-            # Backtrack by minimising the quadratic through f(0), f'(0), f(step); kept in [0.1, 0.5]·step.
+            # Backtrack to the minimum of the quadratic through f(0), f'(0), f(step), within [0.1, 0.5]·step.
             curvature = f_trial - f - slope * step
             quadratic = -slope * step**2 / (2 * curvature.clamp_min(1e-30))
             shrunk = torch.where(torch.isfinite(f_trial) & (curvature > 0), quadratic, 0.1 * step)
-            step = torch.where(pending, shrunk.clamp(0.1 * step, 0.5 * step), step)
+            step = torch.where(pending & ~ok, shrunk.clamp(0.1 * step, 0.5 * step), step)
+            pending &= ~ok
+            if not bool(pending.any()):
+                break
 
-        # A failed search from a steepest-descent direction means no further progress: stop the sample.
-        stalled = active & ~accepted
+        step_next = torch.where(accepted, torch.full_like(step, lr), step)
+        # A step shrunk to nothing means no progress along this direction: from a steepest-descent
+        # direction the sample is done; a quasi-Newton direction means bad curvature, so restart.
+        stalled = pending & (step * d_inf < cfg.min_step)
         active &= ~(stalled & use_steepest)
+        reset = stalled & ~use_steepest
+        step_next = torch.where(reset, torch.full_like(step, lr), step_next)
         decrease = f - f_new
         converged = accepted & (decrease <= cfg.rel_tolerance * f_new.abs() + 1e-6)
         active &= ~converged
@@ -131,15 +139,14 @@ def minimize_lbfgs(fn: Objective, x0: torch.Tensor, max_iter: int, lr: float = 1
         sy = (s * y).sum(dim=1)
         yy = (y * y).sum(dim=1)
         keep = accepted & (sy > 1e-10 * yy.sqrt() * s.norm(dim=1)) & (yy > 0)
-        slot = len(order) if len(order) < cfg.history else order.pop(0)
-        order.append(slot)
-        s_hist[:, slot] = torch.where(keep[:, None], s, torch.zeros_like(s))
-        y_hist[:, slot] = torch.where(keep[:, None], y, torch.zeros_like(y))
-        rho[:, slot] = torch.where(keep, 1.0 / sy.clamp_min(1e-30), torch.zeros_like(sy))
-        gamma = torch.where(keep, sy / yy.clamp_min(1e-30), gamma)
-        has_curvature |= keep
-        # A stalled quasi-Newton direction is bad curvature information: restart that sample's history.
-        reset = stalled & ~use_steepest
+        if bool(keep.any()):
+            slot = len(order) if len(order) < cfg.history else order.pop(0)
+            order.append(slot)
+            s_hist[:, slot] = torch.where(keep[:, None], s, torch.zeros_like(s))
+            y_hist[:, slot] = torch.where(keep[:, None], y, torch.zeros_like(y))
+            rho[:, slot] = torch.where(keep, 1.0 / sy.clamp_min(1e-30), torch.zeros_like(sy))
+            gamma = torch.where(keep, sy / yy.clamp_min(1e-30), gamma)
+            has_curvature |= keep
         if bool(reset.any()):
             s_hist[reset] = 0.0
             y_hist[reset] = 0.0

@@ -63,7 +63,9 @@ def fit_command(
     ] = None,
     prior: Annotated[Optional[Path], typer.Option("--prior", help="SMPLify's GMM prior gmm_08.pkl.")] = None,
     iters: Annotated[
-        Optional[int], typer.Option("--iters", min=0, help="Iterations per stage (default: the mode's).")
+        Optional[int],
+        typer.Option("--iters", min=0, help="Iterations per stage (default: the mode's; the default "
+                                            "mode's L-BFGS polish is kept)."),
     ] = None,
     batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Samples fitted together.")] = 64,
     device: Annotated[str, typer.Option("--device", help="cpu or cuda (cuda:N).")] = "cpu",

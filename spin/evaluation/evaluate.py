@@ -45,8 +45,9 @@ def evaluate_model(model: Regressor, body: BodyModel, loader: DataLoader, device
     """Run `model` over `loader` (batches of `SpinImageDataset` items) and score it.
 
     Predicted joints: the 24 ground-truth-superset joints of the model's 49, LSP14 subset; ground
-    truth: `pose_3d` (24,4) of samples with `has_pose_3d`. Vertex error against the ground-truth
-    SMPL mesh where `has_smpl`. `max_samples` > 0 stops after that many samples.
+    truth: `pose_3d` (24,4) where `has_pose_3d`, else the same joints of the ground-truth SMPL
+    body where `has_smpl` (as SPIN does for 3DPW). Vertex error against the ground-truth SMPL mesh
+    where `has_smpl`. `max_samples` > 0 stops after that many samples.
     """
     was_training = model.training
     model.eval()
@@ -60,13 +61,20 @@ def evaluate_model(model: Regressor, body: BodyModel, loader: DataLoader, device
             with torch.autocast(device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
                 out = model(images)
             joints = body.joints(out.rotmat, out.betas)
+            has_smpl = batch["has_smpl"].bool()
+            gt24 = batch["pose_3d"][..., :3].clone()
             has_3d = batch["has_pose_3d"].bool()
-            if has_3d.any():
-                pred14 = lsp14(joints[:, NUM_OPENPOSE:])[has_3d.to(device)].cpu()
-                gt14 = lsp14(batch["pose_3d"][..., :3])[has_3d]
+            from_smpl = has_smpl & ~has_3d  # e.g. 3DPW: GT joints from the GT mesh
+            if from_smpl.any():
+                mask = from_smpl.to(device)
+                gt_joints = body.joints(batch["pose"].to(device)[mask], batch["betas"].to(device)[mask])
+                gt24[from_smpl] = gt_joints[:, NUM_OPENPOSE:].cpu()
+            has_gt = has_3d | from_smpl
+            if has_gt.any():
+                pred14 = lsp14(joints[:, NUM_OPENPOSE:])[has_gt.to(device)].cpu()
+                gt14 = lsp14(gt24)[has_gt]
                 errors["mpjpe"].append(mpjpe(pred14, gt14))
                 errors["pa_mpjpe"].append(pa_mpjpe(pred14, gt14))
-            has_smpl = batch["has_smpl"].bool()
             if has_smpl.any():
                 mask = has_smpl.to(device)
                 pred_body = body(out.rotmat[mask], out.betas[mask])

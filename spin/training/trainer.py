@@ -409,6 +409,10 @@ class Trainer:
         cfg = self.config
         folder = round_dir(self.run_dir, number)
         folder.mkdir(parents=True, exist_ok=True)
+        if isinstance(self.fitting, AsyncFitting) and cfg.rounds.drain_fits_s > 0:
+            # The round's statistics and snapshot should include the fits of its own predictions;
+            # the queue is bounded (a few batches per actor), so this is short.
+            self.fitting.pool.wait_idle(timeout=cfg.rounds.drain_fits_s)
         fit_stats = {k: v for k, v in self._fit_stats().items()
                      if isinstance(v, int | float | str | type(None))}
         store_stats = self.train_fit_stats()
@@ -450,8 +454,9 @@ class Trainer:
             self.round_acc = self._empty_round_acc()
             state = self.state_dict()
             save_checkpoint(folder / "checkpoint.pt", state)
+            write_metrics(folder / METRICS_FILE, metrics)  # marks the round finished
+            # last.pt last: a kill before it resumes from the previous last.pt and redoes this round.
             save_checkpoint(self.run_dir / LAST_CHECKPOINT, state)
-            write_metrics(folder / METRICS_FILE, metrics)  # written last: marks the round finished
             logged = {f"eval/{k}": metrics[k] for k in ("mpjpe", "pa_mpjpe", "pve")}
             logged |= {f"fits/{k}": metrics[k] for k in ("frac_valid", "frac_valid_of_train", "coverage",
                                                           "mean_fit_loss", "fits_improved_in_round")}

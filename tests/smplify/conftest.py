@@ -17,5 +17,5 @@ def body_files():
 def body(body_files):
     from spin.body import BodyModel
 
-    torch.set_num_threads(2)
+    torch.set_num_threads(1)  # small batches: one thread avoids sync overhead on a busy box
     return BodyModel.from_files(body_files)

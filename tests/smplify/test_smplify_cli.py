@@ -29,7 +29,8 @@ def dataset(body, tmp_path_factory):
     save_spin_npz(folder / "data.npz", imgname=np.array([f"{i}.jpg" for i in range(n)]),
                   center=np.full((n, 2), 112.0), scale=np.full(n, 224 / 200.0),
                   openpose=problems.keypoints[:, :25], part=problems.keypoints[:, 25:])
-    np.savez(folder / "init.npz", pose=problems.init_pose, betas=problems.init_betas, cam_t=problems.init_cam_t)
+    np.savez(folder / "init.npz", pose=problems.init_pose, betas=problems.init_betas,
+             cam_t=problems.init_cam_t)
     return folder, problems
 
 
@@ -37,14 +38,17 @@ def test_fit_writes_fits_and_a_summary(app, dataset, tmp_path):
     folder, problems = dataset
     out = tmp_path / "fits.npz"
     result = CliRunner().invoke(app, ["--data", str(folder / "data.npz"), "--out", str(out), "--init",
-                                      str(folder / "init.npz"), "--batch-size", "4"])
+                                      str(folder / "init.npz"), "--batch-size", "4", "--iters", "15"])
     assert result.exit_code == 0, result.output
     assert "mean loss" in result.output and "fits/s" in result.output
     with np.load(out) as fits:
-        assert fits["pose"].shape == (6, 72) and fits["betas"].shape == (6, 10) and fits["cam_t"].shape == (6, 3)
+        assert fits["pose"].shape == (6, 72) and fits["betas"].shape == (6, 10)
+        assert fits["cam_t"].shape == (6, 3)
         assert fits["loss"].shape == (6,) and fits["valid"].dtype == bool and not fits["failed"].any()
         assert np.isfinite(fits["pose"]).all()
         assert (fits["valid"] == (fits["loss"] < 100)).all() and fits["valid"].mean() > 0.5
+        init = np.load(folder / "init.npz")
+        assert not np.allclose(fits["pose"], init["pose"])  # the fit moved away from the initialisation
 
 
 def test_fit_offers_fits_to_the_store(app, dataset, tmp_path):

@@ -30,13 +30,15 @@ def problems(body):
 @pytest.fixture(scope="module")
 def default_fit(body, body_files, problems):
     smplify = SMPLify(body, body_files.prior, SmplifyConfig())
-    return smplify, smplify.fit(problems.keypoints, problems.init_pose, problems.init_betas, problems.init_cam_t)
+    result = smplify.fit(problems.keypoints, problems.init_pose, problems.init_betas, problems.init_cam_t)
+    return smplify, result
 
 
 def test_default_mode_beats_the_initialisation(body, problems, default_fit):
     smplify, result = default_fit
     assert not result.failed.any()
-    init_loss = smplify.quality(problems.init_pose, problems.init_betas, problems.init_cam_t, problems.keypoints)
+    init_loss = smplify.quality(problems.init_pose, problems.init_betas, problems.init_cam_t,
+                                problems.keypoints)
     assert result.loss.mean() < 0.2 * init_loss.mean()
     assert (result.loss < init_loss).mean() >= 0.9
     init_error = joint_error_mm(body, problems, problems.init_pose, problems.init_betas)
@@ -50,7 +52,7 @@ def test_default_mode_beats_the_initialisation(body, problems, default_fit):
 
 def test_reference_mode_beats_the_initialisation(body, body_files, problems):
     part = problems.slice(slice(0, 4))
-    smplify = SMPLify(body, body_files.prior, SmplifyConfig(mode="reference", iters_camera=15, iters_body=40))
+    smplify = SMPLify(body, body_files.prior, SmplifyConfig(mode="reference", iters_camera=10, iters_body=25))
     result = smplify.fit(part.keypoints, part.init_pose, part.init_betas, part.init_cam_t)
     init_loss = smplify.quality(part.init_pose, part.init_betas, part.init_cam_t, part.keypoints)
     assert not result.failed.any()
@@ -64,7 +66,8 @@ def test_modes_agree_on_the_loss_definition(body, body_files, problems, default_
     for pose, betas, cam_t in ((result.pose, result.betas, result.cam_t),
                                (problems.init_pose, problems.init_betas, problems.init_cam_t)):
         np.testing.assert_allclose(reference.quality(pose, betas, cam_t, problems.keypoints),
-                                   default.quality(pose, betas, cam_t, problems.keypoints), rtol=1e-3, atol=1e-3)
+                                   default.quality(pose, betas, cam_t, problems.keypoints),
+                                   rtol=1e-3, atol=1e-3)
 
 
 def test_mean_pose_start_converges_on_easy_poses(body, body_files):
@@ -119,7 +122,8 @@ def test_anchor_keeps_the_fit_near_the_initialisation(body, body_files, problems
     anchored = SMPLify(body, body_files.prior, SmplifyConfig(iters_body=15, anchor_weight=1e5)).fit(*args)
 
     def distance(result):
-        return np.abs(result.pose[:, 3:] - part.init_pose[:, 3:]).sum() + np.abs(result.betas - part.init_betas).sum()
+        pose_change = np.abs(result.pose[:, 3:] - part.init_pose[:, 3:]).sum()
+        return pose_change + np.abs(result.betas - part.init_betas).sum()
 
     assert distance(anchored) < 0.5 * distance(free)
 
@@ -144,6 +148,18 @@ def test_cuda_matches_cpu(body_files, problems):
     part = problems.slice(slice(0, 4))
     args = (part.keypoints, part.init_pose, part.init_betas, part.init_cam_t)
     cpu = SMPLify(BodyModel.from_files(body_files), body_files.prior, SmplifyConfig()).fit(*args)
-    gpu = SMPLify(BodyModel.from_files(body_files), body_files.prior, SmplifyConfig(), device="cuda").fit(*args)
+    gpu = SMPLify(BodyModel.from_files(body_files), body_files.prior, SmplifyConfig(),
+                  device="cuda").fit(*args)
     assert not gpu.failed.any()
     np.testing.assert_allclose(gpu.loss, cpu.loss, rtol=0.2, atol=0.5)
+
+
+def test_default_mode_with_the_reference_schedule_reproduces_the_reference(body, body_files, problems):
+    part = problems.slice(slice(0, 4))
+    args = (part.keypoints, part.init_pose, part.init_betas, part.init_cam_t)
+    schedule = dict(optimizer="adam", lr=0.01, iters_camera=10, iters_body=10, polish_iters=0)
+    fast = SMPLify(body, body_files.prior, SmplifyConfig(mode="default", **schedule)).fit(*args)
+    reference = SMPLify(body, body_files.prior, SmplifyConfig(mode="reference", **schedule)).fit(*args)
+    np.testing.assert_allclose(fast.cam_t, reference.cam_t, atol=1e-3)
+    np.testing.assert_allclose(fast.pose, reference.pose, atol=1e-3)
+    np.testing.assert_allclose(fast.loss, reference.loss, rtol=1e-3)

@@ -8,6 +8,8 @@ import pickle
 import numpy as np
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from fitting_workers.smplify.config import DEFAULT_PRESET, REFERENCE_PRESET, SmplifyConfig
 from fitting_workers.smplify.losses import IGNORED_JOINTS, camera_loss, fit_quality, gmof
@@ -126,3 +128,19 @@ def test_config_presets_and_overrides():
         SmplifyConfig(mode="fast").resolved()
     with pytest.raises(ValueError, match="optimizer"):
         SmplifyConfig(optimizer="sgd").resolved()
+
+
+@settings(max_examples=30, deadline=None)
+@given(seed=st.integers(0, 2**31 - 1), conf_scale=st.floats(0.0, 3.0))
+def test_fit_quality_is_bounded_and_scales_with_confidence_squared(seed, conf_scale):
+    generator = torch.Generator().manual_seed(seed)
+    joints = torch.randn(3, 49, 3, generator=generator) * 0.5
+    cam_t = torch.tensor([[0.0, 0.0, 40.0]]).repeat(3, 1)
+    keypoints = torch.rand(3, 49, 3, generator=generator) * torch.tensor([224.0, 224.0, 1.0])
+    loss = fit_quality(joints, cam_t, keypoints)
+    assert (loss >= 0).all()
+    # GMoF saturates at σ² per coordinate: at most 2σ²·conf² per joint
+    assert (loss <= 2 * 100.0**2 * (keypoints[..., 2] ** 2).mean(dim=-1) + 1e-3).all()
+    scaled = keypoints.clone()
+    scaled[..., 2] *= conf_scale
+    torch.testing.assert_close(fit_quality(joints, cam_t, scaled), conf_scale**2 * loss, rtol=1e-4, atol=1e-3)
