@@ -64,7 +64,7 @@ def main() -> None:
     print(f"  fast joints path (49 joints):        {best_fast:8.2f} ms/call")
     print(f"  speed-up: {best_full / best_fast:.1f}x  (target >= 10x); max joint difference {err:.1e} m")
     load = os.getloadavg()[0]
-    print(f"  machine: {os.cpu_count()} CPUs, load average {load:.1f} (timings of small ops suffer most under load)")
+    print(f"  machine: {os.cpu_count()} CPUs, load average {load:.1f}; a busy machine slows small ops most")
 
 
 if __name__ == "__main__":

@@ -1,8 +1,8 @@
 """The fitting actor: SMPLify built once per process, batches fitted and written to the store writer.
 
-`FittingActor` is a plain class; the pool wraps it with `ray.remote` (see `remote_actor_class`), and
-the benchmark also calls it in-process. When Ray restarts a dead actor it runs `__init__` again, so
-a restarted actor rebuilds its body model and SMPLify from the same `BodyFiles`.
+`FittingActor` is a plain class (usable in-process too); the pool wraps it with `ray.remote` (see
+`remote_actor_class`). When Ray restarts a dead actor it runs `__init__` again, so a restarted
+actor rebuilds its body model and SMPLify from the same `BodyFiles`.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import numpy as np
 import ray
 
-from fitting_workers.jobs import FitBatchOutcome, FitJobBatch
+from fitting_workers.jobs import FitBatchOutcome, FitJobBatch, error_line
 from fitting_workers.smplify import SmplifyConfig
 
 if TYPE_CHECKING:
@@ -26,7 +26,7 @@ HEALTH_GROUP = "health"
 
 
 class CandidateStore(Protocol):
-    """The part of `RemoteFitsStore` an actor needs (a local `FitsStore` has it too)."""
+    """The part of `RemoteFitsStore` an actor needs (`FitsStore` has it too, for in-process use)."""
 
     def get(self, keys: list[str]) -> dict: ...
 
@@ -38,11 +38,6 @@ def connect_store_writer(name: str, path: str | None) -> CandidateStore:
     from fitting_workers.store_actor import RemoteFitsStore
 
     return RemoteFitsStore(ray.get_actor(name), path)
-
-
-def _one_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[0] if text else ''}"
 
 
 class FittingActor:
@@ -136,7 +131,7 @@ class FittingActor:
                 outcome.improved = int((accepted & had_fit).sum())
         except Exception as exc:  # errors are values: the trainer must never stop for a bad batch
             return FitBatchOutcome(size=len(batch), step=batch.step, node_id=self._node_id,
-                                   incarnation=self._incarnation, error=_one_line(exc))
+                                   incarnation=self._incarnation, error=error_line(exc))
         return outcome
 
 

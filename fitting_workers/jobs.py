@@ -74,3 +74,9 @@ class FitBatchOutcome:
     node_id: str = ""
     incarnation: str = ""
     error: str | None = None
+
+
+def error_line(exc: BaseException) -> str:
+    """An exception as the one line an outcome carries: `Type: first line of the message`."""
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0] if text else ''}"

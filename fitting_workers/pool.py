@@ -29,7 +29,7 @@ from ray.exceptions import (
 
 from fitting_workers.actor import FittingActor, connect_store_writer, remote_actor_class
 from fitting_workers.config import FittingConfig
-from fitting_workers.jobs import FitBatchOutcome, FitJobBatch
+from fitting_workers.jobs import FitBatchOutcome, FitJobBatch, error_line
 from fitting_workers.runtime import start_ray, stop_ray
 from spin.errors import UserError
 
@@ -41,11 +41,6 @@ LOST_WITH_ACTOR = (RayActorError, ObjectLostError, WorkerCrashedError)
 STALENESS_WINDOW = 256
 # How soon to ask again an actor that answered "restarting" (a restart takes seconds).
 REVIVAL_PING_INTERVAL_S = 0.5
-
-
-def _one_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[0] if text else ''}"
 
 
 def store_argument(store):
@@ -268,14 +263,16 @@ class FittingPool:
             cause = _creation_error(exc)
             if isinstance(cause, UserError):  # e.g. a body model file that does not load
                 raise UserError(str(cause)) from None
-            text = _one_line(cause) if cause is not None else _one_line(exc)
+            text = error_line(cause) if cause is not None else error_line(exc)
             raise UserError(f"a fitting actor could not start: {text}") from exc
         for index, info in enumerate(infos):
             self._seen(index, info, fresh=True)
 
     def actor_info(self) -> list[dict]:
-        """Last known `pid`, `node_id`, `incarnation`, `device` of each actor (from pings and outcomes)."""
-        return [dict(state.info, alive=state.alive) for state in self._state]
+        """Per actor: last known `pid`, `node_id`, `incarnation`, `device` (from pings and outcomes),
+        and now `alive`, `restarting` and `inflight` (batches)."""
+        return [dict(state.info, alive=state.alive, restarting=state.restarting, inflight=state.inflight)
+                for state in self._state]
 
     @property
     def actors(self) -> list:
@@ -435,7 +432,7 @@ class FittingPool:
             info = ray.get(ref)
         except ActorDiedError as exc:  # Ray gave up: restarts used up, or the constructor failed
             self._state[index].alive = False
-            self._last_error = _one_line(exc)
+            self._last_error = error_line(exc)
             return
         except LOST_WITH_ACTOR:  # "the actor is restarting": ask again shortly
             self._ping_due[index] = time.monotonic() + REVIVAL_PING_INTERVAL_S
@@ -456,7 +453,7 @@ class FittingPool:
                 self._drop(pending.batch)
             return
         except Exception as exc:  # a bug in the actor outside its own guard: still only a value
-            outcome = FitBatchOutcome(size=len(pending.batch), step=pending.batch.step, error=_one_line(exc))
+            outcome = FitBatchOutcome(size=len(pending.batch), step=pending.batch.step, error=error_line(exc))
         if outcome.incarnation:
             self._seen(pending.actor, {"incarnation": outcome.incarnation, "node_id": outcome.node_id})
         self._count(outcome)
@@ -506,7 +503,7 @@ class FittingPool:
         fails with ActorDiedError when Ray gave up (the actor is then left out for good).
         """
         state = self._state[index]
-        self._last_error = _one_line(exc)
+        self._last_error = error_line(exc)
         if not state.alive or state.restarting:
             return
         state.restarting = True

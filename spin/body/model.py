@@ -257,7 +257,7 @@ class BodyModel(torch.nn.Module):
         pose_feature = (rot[:, 1:] - self.chain_identity[0, :, :3, :3]).reshape(batch, -1)
         h = torch.addmm(self.fast_h_template, torch.cat([betas, pose_feature], dim=1), self.fast_h_basis)
         h = torch.cat([h.view(batch, -1, 3), self.fast_pair_weight.expand(batch, -1, 1)], dim=-1)  # (B, P, 4)
-        contrib = (glob[:, self.fast_pair_joint] * h[:, :, None, :]).sum(-1)  # [R | t]_joint(p) h_p, (B, P, 3)
+        contrib = (glob[:, self.fast_pair_joint] * h[:, :, None, :]).sum(-1)  # [R|t]_joint(p) h_p (B, P, 3)
         read = torch.einsum("ep,bpc->bec", self.fast_pair_to_output, contrib)  # (B, 30, 3), one GEMM
         model_joints = torch.cat([glob[..., 3], read], dim=1)  # (B, 54, 3)
         return model_joints[:, self.model_joint_index]

@@ -482,23 +482,6 @@ def _mirror_map(geo: BodyGeometry) -> np.ndarray:
 
 
 # ------------------------------------------------------------------------------ skinning weights
-_JOINT = {
-    "pelvis": 0,
-    "hip": 1,
-    "spine1": 3,
-    "knee": 4,
-    "spine2": 6,
-    "ankle": 7,
-    "spine3": 9,
-    "foot": 10,
-    "neck": 12,
-    "collar": 13,
-    "head": 15,
-    "shoulder": 16,
-    "elbow": 18,
-    "wrist": 20,
-    "hand": 22,
-}
 
 
 def _chain_weights(s: np.ndarray, owners: list[int], transitions: list[tuple[float, float]]) -> np.ndarray:

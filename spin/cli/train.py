@@ -111,10 +111,14 @@ def _fmt(value: object, spec: str) -> str:
 
 
 def rounds_table(rounds: list[dict]) -> Table:
-    """Rich table of round metrics (what `spin rounds` and the end of `spin train` print)."""
-    table = Table(title="rounds")
-    columns = ("round", "step", "MPJPE", "PA-MPJPE", "fits < thr", "train w/ valid fit", "mean fit loss",
-               "improved", "steps/s")
+    """Rich table of round metrics (what `spin rounds` and the end of `spin train` print).
+
+    valid fits: stored train fits under the threshold; train valid: train samples with one (a
+    sample without a fit counts as not valid); improved: stored fits replaced by a better one.
+    """
+    table = Table(title="rounds (test split: MPJPE / PA-MPJPE in mm)")
+    columns = ("round", "step", "MPJPE", "PA-\nMPJPE", "valid\nfits", "train\nvalid", "fit\nloss",
+               "fits\nimproved", "steps\n/s")
     for column in columns:
         table.add_column(column, justify="right")
     for r in rounds:

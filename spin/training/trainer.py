@@ -78,6 +78,7 @@ class Trainer:
 
     def __init__(self, config: TrainConfig, run_dir: str | Path, resume: bool = False, on_step=None,
                  rank: int = 0, world_size: int = 1):
+        self.started = time.monotonic()
         self.config = config
         self.run_dir = Path(run_dir)
         self.rank, self.world_size = rank, world_size
@@ -114,7 +115,6 @@ class Trainer:
         self.round_start_count = 0
         self.round_acc = self._empty_round_acc()
         self.wandb_id: str | None = None
-        self.started = time.monotonic()
         self.elapsed_before = 0.0
         if state is not None:
             self._load_state(state)
@@ -128,8 +128,7 @@ class Trainer:
             self.logger = RunLogger(
                 enabled=config.wandb.enabled and self.is_main, run_dir=self.run_dir,
                 project=config.wandb.project, name=config.name, config=asdict(config), run_id=self.wandb_id,
-                mode=config.wandb.mode,
-                entity=config.wandb.entity, tags=list(config.wandb.tags))
+                mode=config.wandb.mode, entity=config.wandb.entity, tags=list(config.wandb.tags))
             self.wandb_id = self.logger.run_id
             self._closers.append(self.logger.finish)
         except BaseException:
@@ -257,7 +256,6 @@ class Trainer:
         self.round_acc = dict(state.get("round_acc") or self._empty_round_acc())
         self.elapsed_before = float(state.get("elapsed_s", 0.0))
         set_rng_state(state["rng"])
-        self._resumed_rng = True
 
     @property
     def elapsed_s(self) -> float:

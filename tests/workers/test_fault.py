@@ -33,18 +33,18 @@ def test_actor_killed_during_fits_init_is_restarted_and_the_run_completes(
     killed: dict[str, int] = {}
     pool_holder = {}
 
-    def kill_first_actor_once(done: int, total: int) -> None:
-        # After the first batch completes, both actors hold batches in flight: kill one for real.
-        if not killed and done > 0:
-            pid = pool_holder["pool"].actor_info()[0]["pid"]
-            os.kill(pid, signal.SIGKILL)
-            killed["pid"] = pid
+    def kill_a_busy_actor_once(done: int, total: int) -> None:
+        # Once the first batch is done, SIGKILL an actor that holds batches (one running, one queued).
+        busy = [info for info in pool_holder["pool"].actor_info() if info["inflight"] > 0]
+        if not killed and done > 0 and busy:
+            os.kill(busy[0]["pid"], signal.SIGKILL)
+            killed["pid"] = busy[0]["pid"]
 
     store_path = tmp_path / "fits.lmdb"
     with ray_session(num_cpus=2):
         writer = open_store_writer(str(store_path))
         report = fit_dataset(annotations, "synth", writer, config, resolve_body_files(), init=init,
-                             on_progress=kill_first_actor_once,
+                             on_progress=kill_a_busy_actor_once,
                              on_ready=lambda pool: pool_holder.setdefault("pool", pool))
     assert_ray_stopped()
 
