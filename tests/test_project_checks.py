@@ -24,7 +24,8 @@ def test_ruff_check_passes():
 
 
 def test_dockerfile_passes_hadolint():
-    result = subprocess.run([_tool("hadolint"), "docker/Dockerfile"], cwd=ROOT, capture_output=True, text=True)
+    result = subprocess.run([_tool("hadolint"), "docker/Dockerfile"], cwd=ROOT, capture_output=True,
+                            text=True)
     assert result.returncode == 0, result.stdout + result.stderr
 
 

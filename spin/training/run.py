@@ -43,4 +43,6 @@ def run_training(config: TrainConfig, run_dir: str | Path, resume: bool = False,
     plot = plot_rounds(rounds, run_dir / PLOT_FILE)
     console.print(f"run folder: {run_dir}\nplot: {plot}\nstore: {trainer.store_path}\n"
                   f"per-round checkpoints, store snapshots, overlays: {run_dir}/round_XXX/")
+    if config.wandb.enabled:
+        console.print(f"wandb run: {run_dir}/wandb (sync an offline run with `wandb sync`)")
     return rounds

@@ -31,7 +31,19 @@ def local_ray_env(monkeypatch):
     assert not ray.is_initialized(), "the trainer left Ray running"
 
 
-def e2e_overrides(data, run_dir, mode, **extra) -> list[str]:
+@pytest.fixture(scope="session")
+def e2e_overrides():
+    """Builder of the tiny run's overrides (a fixture so tests need not import conftest)."""
+    return _e2e_overrides
+
+
+@pytest.fixture(scope="session")
+def run_env():
+    """Builder of a training subprocess's environment."""
+    return _run_env
+
+
+def _e2e_overrides(data, run_dir, mode, **extra) -> list[str]:
     """key=value overrides of a tiny run on `e2e_data` (extra: more dotted overrides)."""
     values = {
         "fitting.mode": f'"{mode}"', "wandb.enabled": "false", "torch_threads": 1,
@@ -48,7 +60,7 @@ def e2e_overrides(data, run_dir, mode, **extra) -> list[str]:
     return [f"{k}={v}" for k, v in values.items()]
 
 
-def run_env() -> dict[str, str]:
+def _run_env() -> dict[str, str]:
     """Environment of a training subprocess: this one, one thread per library."""
     env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", RAY_ADDRESS="local")
     return env

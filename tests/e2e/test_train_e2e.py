@@ -22,7 +22,6 @@ import numpy as np
 import pytest
 import torch
 import typer
-from conftest import e2e_overrides, run_env
 from typer.testing import CliRunner
 
 from fitting_workers.smplify.losses import fit_quality
@@ -44,7 +43,7 @@ def _cli() -> typer.Typer:
     return app
 
 
-def test_async_run_fits_enter_the_store_and_supervise(tmp_path, e2e_data, local_ray_env):
+def test_async_run_fits_enter_the_store_and_supervise(tmp_path, e2e_data, local_ray_env, e2e_overrides):
     run_dir = tmp_path / "async"
     overrides = e2e_overrides(e2e_data, run_dir, "async", **{"wandb.enabled": "true"})
     config = load_config(TrainConfig, None, overrides)
@@ -111,16 +110,18 @@ train_command(overrides=overrides, config=None, run_dir=None, resume=Path(resume
 """
 
 
-def _train_subprocess(overrides: list[str], resume: Path | None = None) -> subprocess.Popen:
+def _train_subprocess(env: dict[str, str], overrides: list[str],
+                      resume: Path | None = None) -> subprocess.Popen:
     """`spin train [overrides]` or `spin train --resume DIR` through the command's own function."""
     args = [sys.executable, "-c", TRAIN_SCRIPT, str(resume or ""), *overrides]
-    return subprocess.Popen(args, env=run_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    return subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
-def test_killed_and_resumed_run_equals_an_uninterrupted_one(tmp_path, e2e_data):
+def test_killed_and_resumed_run_equals_an_uninterrupted_one(tmp_path, e2e_data, e2e_overrides, run_env):
     extra = {"rounds.steps_per_round": 8, "rounds.overlay_images": 0}
-    straight = _train_subprocess(e2e_overrides(e2e_data, tmp_path / "straight", "off", **extra))
-    killed = _train_subprocess(e2e_overrides(e2e_data, tmp_path / "killed", "off", **extra))
+    env = run_env()
+    straight = _train_subprocess(env, e2e_overrides(e2e_data, tmp_path / "straight", "off", **extra))
+    killed = _train_subprocess(env, e2e_overrides(e2e_data, tmp_path / "killed", "off", **extra))
     last = tmp_path / "killed" / "last.pt"
     deadline = time.monotonic() + 120
     while not last.exists() and killed.poll() is None and time.monotonic() < deadline:
@@ -131,7 +132,7 @@ def test_killed_and_resumed_run_equals_an_uninterrupted_one(tmp_path, e2e_data):
     interrupted_at = torch.load(last, weights_only=False)["step"]
     assert 0 < interrupted_at < 16
 
-    resumed = _train_subprocess([], resume=tmp_path / "killed")
+    resumed = _train_subprocess(env, [], resume=tmp_path / "killed")
     for process in (straight, resumed):
         output, _ = process.communicate(timeout=180)
         assert process.returncode == 0, output

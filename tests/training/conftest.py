@@ -43,7 +43,13 @@ def half_gt_data(tmp_path_factory, body):
     return {"a": first["train"], "b": second["train"], "test": first["test"]}
 
 
-def tiny_train_config(data, mode, run_dir, datasets=("a",), **extra):
+@pytest.fixture(scope="session")
+def tiny_train_config():
+    """Builder of tiny TrainConfigs (a fixture so tests need not import conftest)."""
+    return _tiny_train_config
+
+
+def _tiny_train_config(data, mode, run_dir, datasets=("a",), **extra):
     """A TrainConfig for a tiny CPU run on `half_gt_data` (extra: dotted overrides)."""
     from spin.config import TrainConfig
     from spin.config_loading import load_config

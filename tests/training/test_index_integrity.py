@@ -7,7 +7,6 @@ the test checks what the trainer's supervision step received for each key of eve
 
 import numpy as np
 import torch
-from conftest import tiny_train_config
 
 from spin.data.augment import canonicalise_pose
 from spin.training.trainer import Trainer
@@ -37,7 +36,8 @@ def _run(config, run_dir, resume=False):
     def record(trainer):
         batch, sup = trainer.last_batch, trainer.last_supervision
         seen.append({"keys": list(batch["key"]), "index": batch["sample_index"].tolist(),
-                     "flip": batch["flip"].clone(), "rot": batch["rot"].clone(), "has_smpl": batch["has_smpl"].clone(),
+                     "flip": batch["flip"].clone(), "rot": batch["rot"].clone(),
+                     "has_smpl": batch["has_smpl"].clone(),
                      "pose": sup.pose.cpu().clone(), "betas": sup.betas.cpu().clone(),
                      "from_fit": sup.from_fit.cpu().clone()})
 
@@ -46,7 +46,8 @@ def _run(config, run_dir, resume=False):
     return seen
 
 
-def test_supervision_belongs_to_the_sample_under_mixing_workers_flips_and_resume(tmp_path, half_gt_data):
+def test_supervision_belongs_to_the_sample_under_mixing_workers_flips_and_resume(tmp_path, half_gt_data,
+                                                                                   tiny_train_config):
     store_path = tmp_path / "fits.lmdb"
     table = _fill_store(store_path, {"a": 16, "b": 10})
     extra = {"data.num_workers": 2, "store": str(store_path), "rounds.steps_per_round": 6,
@@ -66,7 +67,8 @@ def test_supervision_belongs_to_the_sample_under_mixing_workers_flips_and_resume
                 assert not step["from_fit"][i]  # ground truth overrides the fit
                 continue
             assert step["from_fit"][i]
-            assert step["betas"][i, 0] == DATASET_CODE[name] and abs(step["betas"][i, 1] - int(row) / 10) < 1e-6
+            assert step["betas"][i, 0] == DATASET_CODE[name]
+            assert abs(step["betas"][i, 1] - int(row) / 10) < 1e-6
             back = canonicalise_pose(step["pose"][i:i + 1], step["flip"][i:i + 1], step["rot"][i:i + 1])
             assert torch.allclose(torch.as_tensor(back[0]), torch.as_tensor(table[key]), atol=1e-4), key
             checked += 1

@@ -6,7 +6,6 @@ import copy
 
 import numpy as np
 import torch
-from conftest import tiny_train_config
 
 from fitting_workers.smplify import SMPLify
 from spin.data.augment import augment_pose, canonicalise_cam_t, canonicalise_pose
@@ -42,7 +41,8 @@ def _spin_losses(rotmat, betas, cam, joints, batch, opt_pose, opt_betas, valid, 
     return 60 * total
 
 
-def test_sync_step_equals_spins_order_of_operations(tmp_path, half_gt_data, body, body_files):
+def test_sync_step_equals_spins_order_of_operations(tmp_path, half_gt_data, body, body_files,
+                                                     tiny_train_config):
     torch.manual_seed(0)
     config = tiny_train_config(half_gt_data, "sync", tmp_path / "run")
     with Trainer(config, tmp_path / "run") as trainer:
