@@ -104,6 +104,8 @@ def main() -> None:
     for row in rows:
         s = row["settings"]
         schedule = "—" if s is None else f"{s.optimizer} lr {s.lr:g}, {s.iters_camera}+{s.iters_body} it"
+        if s is not None and s.polish_iters:
+            schedule += f" + {s.polish_iters} L-BFGS"
         table.add_row(row["mode"], schedule, f"{row['seconds']:.1f}", f"{row['fits_per_s']:.1f}",
                       f"{row['loss']:.2f}", f"{row['median_loss']:.2f}", f"{row['mpjpe']:.1f}",
                       f"{row['pa_mpjpe']:.1f}", str(row["failed"]))

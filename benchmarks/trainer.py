@@ -87,7 +87,7 @@ def main() -> None:
         return
     title = f"trainer steps/s ({args.steps} steps after {args.warmup} warm-up; {os.cpu_count()} CPUs)"
     table = Table(title=title)
-    for column in ("fitting", "steps/s", "samples/s", "× off", "fits/s", "fitted", "dropped", "staleness"):
+    for column in ("fitting", "steps/s", "samples/s", "× off", "fits/s", "fitted", "dropped", "stale\nsteps"):
         table.add_column(column, justify="right")
 
     def fmt(value, spec):

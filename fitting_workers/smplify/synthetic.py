@@ -12,8 +12,8 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from spin.body.pose_sampler import sample_body_pose
 
+from spin.body.pose_sampler import sample_body_pose
 from spin.geometry import axis_angle_to_matrix, matrix_to_axis_angle
 
 

@@ -221,6 +221,10 @@ class BodyModel(torch.nn.Module):
         """All vertices through smplx's SMPL; joints (B, 49, 3) via MODEL_JOINT_INDEX."""
         rot = self._rotmats(pose)
         betas = self._betas(betas, rot.shape[0])
+        if rot.shape[0] == 0:  # smplx cannot reshape an empty batch
+            empty = rot.new_zeros
+            return BodyOutput(empty(0, self.v_template.shape[0], 3), empty(0, len(self.model_joint_index), 3),
+                              empty(0, NUM_SMPL_JOINTS, 3))
         out = self.smpl(betas=betas, body_pose=rot[:, 1:], global_orient=rot[:, :1], pose2rot=False)
         vertices = out.vertices
         extra = torch.einsum("ev,bvc->bec", self.J_regressor_extra, vertices)
@@ -254,9 +258,11 @@ class BodyModel(torch.nn.Module):
         betas = self._betas(betas, batch)
         glob = self._global_transforms(rot, betas)  # (B, 24, 3, 4)
 
-        pose_feature = (rot[:, 1:] - self.chain_identity[0, :, :3, :3]).reshape(batch, -1)
+        pose_feature = (rot[:, 1:] - self.chain_identity[0, :, :3, :3]).flatten(1)
         h = torch.addmm(self.fast_h_template, torch.cat([betas, pose_feature], dim=1), self.fast_h_basis)
-        h = torch.cat([h.view(batch, -1, 3), self.fast_pair_weight.expand(batch, -1, 1)], dim=-1)  # (B, P, 4)
+        num_pairs = self.fast_pair_weight.shape[1]
+        # (B, P, 4); explicit sizes so that an empty batch (B = 0) works too
+        h = torch.cat([h.view(batch, num_pairs, 3), self.fast_pair_weight.expand(batch, -1, 1)], dim=-1)
         contrib = (glob[:, self.fast_pair_joint] * h[:, :, None, :]).sum(-1)  # [R|t]_joint(p) h_p (B, P, 3)
         read = torch.einsum("ep,bpc->bec", self.fast_pair_to_output, contrib)  # (B, 30, 3), one GEMM
         model_joints = torch.cat([glob[..., 3], read], dim=1)  # (B, 54, 3)

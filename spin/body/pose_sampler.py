@@ -145,7 +145,7 @@ def sample_body_pose(n: int, rng: np.random.Generator) -> np.ndarray:
     noise = 0.08 * (hi - lo) * rng.standard_normal((n, NUM_SMPL_JOINTS, 3))
     pose = _fold_into(mean + noise, lo, hi)
     pose[:, 0] = 0.0
-    pose = pose.reshape(n, -1)
+    pose = pose.reshape(n, NUM_SMPL_JOINTS * 3)
     mirror = rng.random(n) < 0.5
     pose[mirror] = pose[mirror][:, FLIP_PERM_POSE] * FLIP_SIGN_POSE
     return pose[:, 3:].astype(np.float32)

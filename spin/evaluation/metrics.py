@@ -8,11 +8,12 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+ArrayOrTensor = np.ndarray | torch.Tensor
 # Right Hip and Left Hip in the 14 LSP-order joints: their midpoint is the pelvis for alignment.
 LSP14_RIGHT_HIP, LSP14_LEFT_HIP = 2, 3
 
 
-def _as_float64(x: np.ndarray | torch.Tensor) -> torch.Tensor:
+def _as_float64(x: ArrayOrTensor) -> torch.Tensor:
     return torch.as_tensor(np.asarray(x) if not isinstance(x, torch.Tensor) else x).detach().to(torch.float64)
 
 
@@ -22,7 +23,7 @@ def lsp14_pelvis(joints: torch.Tensor) -> torch.Tensor:
     return 0.5 * (right + left)
 
 
-def mpjpe(pred: np.ndarray | torch.Tensor, gt: np.ndarray | torch.Tensor) -> np.ndarray:
+def mpjpe(pred: ArrayOrTensor, gt: ArrayOrTensor) -> np.ndarray:
     """Mean per-joint position error after aligning the pelvises. pred, gt (B,14,3) m → (B,) mm."""
     pred, gt = _as_float64(pred), _as_float64(gt)
     error = ((pred - lsp14_pelvis(pred)) - (gt - lsp14_pelvis(gt))).norm(dim=-1).mean(dim=-1)
@@ -48,14 +49,11 @@ def procrustes_align(source: torch.Tensor, target: torch.Tensor) -> torch.Tensor
     return scale[:, None, None] * xs @ rot.transpose(1, 2) + mu_t
 
 
-def pa_mpjpe(pred: np.ndarray | torch.Tensor, gt: np.ndarray | torch.Tensor) -> np.ndarray:
+def pa_mpjpe(pred: ArrayOrTensor, gt: ArrayOrTensor) -> np.ndarray:
     """Reconstruction error after similarity Procrustes alignment. pred, gt (B,14,3) m → (B,) mm."""
     pred, gt = _as_float64(pred), _as_float64(gt)
     aligned = procrustes_align(pred, gt)
     return (1000.0 * (aligned - gt).norm(dim=-1).mean(dim=-1)).numpy()
-
-
-ArrayOrTensor = np.ndarray | torch.Tensor
 
 
 def per_vertex_error(pred_vertices: ArrayOrTensor, gt_vertices: ArrayOrTensor,

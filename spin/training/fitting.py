@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import numpy as np
@@ -61,9 +62,12 @@ class SyncFitting:
         self.failed = 0
         self.valid = 0
         self.loss_sum = 0.0
+        self.fit_seconds = 0.0
 
     def fit_and_store(self, jobs: FitJobs, step: int, round: int, threshold: float) -> dict[str, np.ndarray]:
+        started = time.perf_counter()
         result = self.smplify.fit(jobs.keypoints, jobs.pose, jobs.betas, jobs.cam_t)
+        self.fit_seconds += time.perf_counter() - started
         ok = ~np.asarray(result.failed, dtype=bool)
         keys = [key for key, good in zip(jobs.keys, ok, strict=True) if good]
         if keys:
@@ -86,6 +90,7 @@ class SyncFitting:
                 "accepted_frac": self.accepted / self.fitted if self.fitted else 0.0,
                 "improved_frac": self.improved / self.fitted if self.fitted else 0.0,
                 "mean_loss": self.loss_sum / usable if usable else float("nan"),
+                "fits_per_s": self.fitted / self.fit_seconds if self.fit_seconds else 0.0,
                 "queue_depth": 0, "staleness_steps": 0.0}
 
     def close(self) -> None:

@@ -124,3 +124,11 @@ def test_betas_broadcast_dtype_and_bad_shapes(body, synth_files):
     assert out.dtype == torch.float64
     assert (out.float() - body.joints(pose, betas)).abs().max() < 1e-5
     assert body.num_betas == 10 and body.faces.dtype == np.int64 and body.lbs_weights.shape == (6890, 24)
+
+
+def test_empty_batch_gives_empty_outputs(body):
+    pose, betas = torch.zeros(0, 72), torch.zeros(0, 10)
+    assert body.joints(pose, betas).shape == (0, 49, 3)
+    out = body(pose, betas)
+    assert out.vertices.shape == (0, 6890, 3) and out.joints.shape == (0, 49, 3)
+    assert sample_body_pose(0, np.random.default_rng(0)).shape == (0, 69)

@@ -1,4 +1,4 @@
-"""Shared helpers for the fits store tests: random fits and a store in a temporary directory."""
+"""Fixtures for the fits store tests: a seeded generator and a store in a temporary directory."""
 
 from __future__ import annotations
 
@@ -6,19 +6,6 @@ import numpy as np
 import pytest
 
 from store import FitsStore
-
-
-def random_fits(rng: np.random.Generator, count: int) -> dict[str, np.ndarray]:
-    """pose (count, 72), betas (count, 10), cam_t (count, 3) float32."""
-    return {
-        "pose": rng.standard_normal((count, 72)).astype(np.float32),
-        "betas": rng.standard_normal((count, 10)).astype(np.float32),
-        "cam_t": rng.standard_normal((count, 3)).astype(np.float32),
-    }
-
-
-def keys_for(dataset: str, indices) -> list[str]:
-    return [f"{dataset}/{int(i)}" for i in indices]
 
 
 @pytest.fixture

@@ -5,7 +5,7 @@ import threading
 import lmdb
 import numpy as np
 import pytest
-from conftest import keys_for, random_fits
+from store_samples import keys_for, random_fits
 
 ray = pytest.importorskip("ray")
 

@@ -5,7 +5,7 @@ import json
 import lmdb
 import numpy as np
 import pytest
-from conftest import keys_for, random_fits
+from store_samples import keys_for, random_fits
 from typer.testing import CliRunner
 
 from spin.cli.fits import fits_app

@@ -5,7 +5,7 @@ import json
 import h5py
 import numpy as np
 import pytest
-from conftest import keys_for, random_fits
+from store_samples import keys_for, random_fits
 
 from store import UNSCORED_LOSS, FitsStore, StoreError
 from store.interchange import (

@@ -5,7 +5,7 @@ import json
 import lmdb
 import numpy as np
 import pytest
-from conftest import keys_for, random_fits
+from store_samples import keys_for, random_fits
 
 from store import FitsStore, schema
 from store.verify import verify_store

@@ -8,7 +8,7 @@ import time
 import lmdb
 import numpy as np
 import pytest
-from conftest import keys_for, random_fits
+from store_samples import keys_for, random_fits
 
 from store import FitsStore, SchemaVersionError, StoreError
 from store.fits_store import META_DB, META_VERSION
