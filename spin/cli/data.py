@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 from rich.console import Console
 from rich.table import Table
+
+from spin.cli.options import BodyModelOption, JointRegressorExtraOption
 
 data_app = typer.Typer(no_args_is_help=True, add_completion=False)
 _console = Console()
@@ -36,12 +38,8 @@ def synth_command(
                            help="3D joints S for every row, or only for rows that keep SMPL ground truth.")
     ] = True,
     image_format: Annotated[str, typer.Option("--image-format", help="png (lossless) or jpg.")] = "png",
-    body_model: Annotated[
-        Optional[Path], typer.Option("--body-model", help="SMPL model file (default: the synthetic model).")
-    ] = None,
-    joint_regressor_extra: Annotated[
-        Optional[Path], typer.Option("--joint-regressor-extra", help="SPIN's J_regressor_extra.npy.")
-    ] = None,
+    body_model: BodyModelOption = None,
+    joint_regressor_extra: JointRegressorExtraOption = None,
 ) -> None:
     """Render people from the body model as colour-coded body parts, with keypoints, into SPIN's format."""
     import torch

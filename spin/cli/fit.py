@@ -12,6 +12,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from spin.cli.options import BodyModelOption, JointRegressorExtraOption, PriorOption
 from spin.errors import UserError
 
 _console = Console()
@@ -55,13 +56,9 @@ def fit_command(
         typer.Option("--init", help="INIT.npz with pose (N,72), betas (N,10), optional cam_t (N,3) "
                                     "(default: the mean pose, camera from the keypoints)."),
     ] = None,
-    body_model: Annotated[
-        Optional[Path], typer.Option("--body-model", help="SMPL model file (default: the synthetic model).")
-    ] = None,
-    joint_regressor_extra: Annotated[
-        Optional[Path], typer.Option("--joint-regressor-extra", help="SPIN's J_regressor_extra.npy.")
-    ] = None,
-    prior: Annotated[Optional[Path], typer.Option("--prior", help="SMPLify's GMM prior gmm_08.pkl.")] = None,
+    body_model: BodyModelOption = None,
+    joint_regressor_extra: JointRegressorExtraOption = None,
+    prior: PriorOption = None,
     iters: Annotated[
         Optional[int],
         typer.Option("--iters", min=0, help="Iterations per stage (default: the mode's; the default "

@@ -11,6 +11,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from spin.cli.options import BodyModelOption, JointRegressorExtraOption, PriorOption
+
 _console = Console()
 
 
@@ -50,13 +52,9 @@ def fits_init_command(
         Optional[Path],
         typer.Option("--init", help="INIT.npz with pose (N,72), betas (N,10), optional cam_t (N,3)."),
     ] = None,
-    body_model: Annotated[
-        Optional[Path], typer.Option("--body-model", help="SMPL model file (default: the synthetic model).")
-    ] = None,
-    joint_regressor_extra: Annotated[
-        Optional[Path], typer.Option("--joint-regressor-extra", help="SPIN's J_regressor_extra.npy.")
-    ] = None,
-    prior: Annotated[Optional[Path], typer.Option("--prior", help="SMPLify's GMM prior gmm_08.pkl.")] = None,
+    body_model: BodyModelOption = None,
+    joint_regressor_extra: JointRegressorExtraOption = None,
+    prior: PriorOption = None,
     workers: Annotated[int, typer.Option("--workers", min=1, help="Number of fitting actors.")] = 2,
     batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Samples per fitting batch.")] = 32,
     iters: Annotated[
