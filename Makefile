@@ -21,8 +21,12 @@ $(STAMP): pyproject.toml
 demo: venv
 	WANDB_MODE=$${WANDB_MODE:-offline} $(BIN)/spin train --config configs/default.yaml $(ARGS)
 
+# The worker tests join a two-node Ray cluster and kill actors; a pytest process that already ran a
+# local Ray runtime (store actor, trainer end-to-end tests) cannot reliably start another one with
+# different settings, so they run in a process of their own.
 test: venv
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest --ignore=tests/workers
+	$(BIN)/python -m pytest tests/workers
 
 lint: venv
 	$(BIN)/ruff check .
