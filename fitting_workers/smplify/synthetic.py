@@ -9,6 +9,7 @@ initialisation perturbs every parameter, standing in for a network's prediction.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -91,3 +92,19 @@ def make_problems(body: torch.nn.Module, n: int, seed: int = 0, pose_scale: floa
     return SyntheticProblems(gt_pose=gt_pose, gt_betas=gt_betas, gt_cam_t=gt_cam_t, keypoints=keypoints,
                              init_pose=init_pose.astype(np.float32), init_betas=init_betas.astype(np.float32),
                              init_cam_t=init_cam_t.astype(np.float32))
+
+
+def save_problems(problems: SyntheticProblems, folder: Path) -> tuple[Path, Path]:
+    """Write problems as a SPIN-format dataset whose box is the 224 crop itself, plus their INIT.npz.
+
+    Returns (data.npz, init.npz) in `folder`: what `spin fit` and `spin fits init` read.
+    """
+    from spin.data.spin_format import save_spin_npz
+
+    n = len(problems)
+    data, init = Path(folder) / "data.npz", Path(folder) / "init.npz"
+    save_spin_npz(data, imgname=np.array([f"{i:04d}.jpg" for i in range(n)]),
+                  center=np.full((n, 2), 112.0), scale=np.full(n, 224 / 200.0),
+                  openpose=problems.keypoints[:, :25], part=problems.keypoints[:, 25:])
+    np.savez(init, pose=problems.init_pose, betas=problems.init_betas, cam_t=problems.init_cam_t)
+    return data, init

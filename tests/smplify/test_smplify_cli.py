@@ -7,9 +7,8 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from fitting_workers.smplify.synthetic import make_problems
+from fitting_workers.smplify.synthetic import make_problems, save_problems
 from spin.cli.fit import fit_command
-from spin.data.spin_format import save_spin_npz
 from spin.errors import UserError
 
 
@@ -25,12 +24,7 @@ def dataset(body, tmp_path_factory):
     """6 people; the box is the crop itself (center 112, scale 224/200), so image = crop pixels."""
     problems = make_problems(body, 6, seed=11, missing_fraction=0.0)
     folder = tmp_path_factory.mktemp("fitdata")
-    n = len(problems)
-    save_spin_npz(folder / "data.npz", imgname=np.array([f"{i}.jpg" for i in range(n)]),
-                  center=np.full((n, 2), 112.0), scale=np.full(n, 224 / 200.0),
-                  openpose=problems.keypoints[:, :25], part=problems.keypoints[:, 25:])
-    np.savez(folder / "init.npz", pose=problems.init_pose, betas=problems.init_betas,
-             cam_t=problems.init_cam_t)
+    save_problems(problems, folder)
     return folder, problems
 
 

@@ -78,23 +78,15 @@ def synthetic_dataset(tmp_path_factory):
     The box is the crop itself (center 112, scale 224/200), so image pixels are crop pixels.
     Returns (data.npz, init.npz, problems).
     """
-    import numpy as np
 
-    from fitting_workers.smplify.synthetic import make_problems
+    from fitting_workers.smplify.synthetic import make_problems, save_problems
     from spin.body import BodyModel
     from spin.body.files import resolve_body_files
-    from spin.data.spin_format import save_spin_npz
 
-    body = BodyModel.from_file(resolve_body_files().model, resolve_body_files().joint_regressor_extra)
+    body = BodyModel.from_files(resolve_body_files())
     problems = make_problems(body, 24, seed=5, missing_fraction=0.0)
-    folder = tmp_path_factory.mktemp("workers_data")
-    n = len(problems)
-    save_spin_npz(folder / "data.npz", imgname=np.array([f"{i:04d}.jpg" for i in range(n)]),
-                  center=np.full((n, 2), 112.0), scale=np.full(n, 224 / 200.0),
-                  openpose=problems.keypoints[:, :25], part=problems.keypoints[:, 25:])
-    np.savez(folder / "init.npz", pose=problems.init_pose, betas=problems.init_betas,
-             cam_t=problems.init_cam_t)
-    return folder / "data.npz", folder / "init.npz", problems
+    data, init = save_problems(problems, tmp_path_factory.mktemp("workers_data"))
+    return data, init, problems
 
 
 @pytest.fixture
