@@ -112,23 +112,19 @@ class FittingActor:
             if usable.any():
                 start = time.perf_counter()
                 keys = [key for key, ok in zip(batch.keys, usable, strict=True) if ok]
-                had_fit = np.asarray(self._store.get(keys)["present"], dtype=bool)
-                accepted = np.asarray(
-                    self._store.put_if_better(
-                        keys,
-                        np.asarray(result.pose, dtype=np.float32)[usable],
-                        np.asarray(result.betas, dtype=np.float32)[usable],
-                        np.asarray(result.cam_t, dtype=np.float32)[usable],
-                        loss[usable],
-                        round=batch.round,
-                        step=batch.step,
-                        source="smplify",
-                    ),
-                    dtype=bool,
+                put = self._store.put_if_better(
+                    keys,
+                    np.asarray(result.pose, dtype=np.float32)[usable],
+                    np.asarray(result.betas, dtype=np.float32)[usable],
+                    np.asarray(result.cam_t, dtype=np.float32)[usable],
+                    loss[usable],
+                    round=batch.round,
+                    step=batch.step,
+                    source="smplify",
                 )
                 outcome.write_seconds = time.perf_counter() - start
-                outcome.accepted = int(accepted.sum())
-                outcome.improved = int((accepted & had_fit).sum())
+                outcome.accepted = int(put.accepted.sum())
+                outcome.improved = int(put.improved.sum())
         except Exception as exc:  # errors are values: the trainer must never stop for a bad batch
             return FitBatchOutcome(size=len(batch), step=batch.step, node_id=self._node_id,
                                    incarnation=self._incarnation, error=error_line(exc))

@@ -28,7 +28,7 @@ from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from store import FitsStore, schema
 from store.errors import StoreError
-from store.fits_store import batch_array, per_candidate
+from store.fits_store import PutResult, batch_array, per_candidate
 
 MAX_CONCURRENCY = 16
 
@@ -46,7 +46,7 @@ class _Offer:
     step: np.ndarray
     source: np.ndarray
     time: np.ndarray | None
-    accepted: np.ndarray | None = None
+    accepted: PutResult | None = None
     error: BaseException | None = None
     done: bool = False
 
@@ -121,7 +121,7 @@ class StoreWriter:
             time = np.concatenate(times)
             now = np.isnan(time)  # offers without a time are written "now", like FitsStore's default
             time[now] = clock.time()
-            accepted = self._store.put_if_better(
+            result = self._store.put_if_better(
                 [key for offer in group for key in offer.keys],
                 np.concatenate([offer.pose for offer in group]),
                 np.concatenate([offer.betas for offer in group]),
@@ -134,7 +134,8 @@ class StoreWriter:
             )
             start = 0
             for offer in group:
-                offer.accepted = accepted[start : start + len(offer.keys)]
+                part = slice(start, start + len(offer.keys))
+                offer.accepted = PutResult(result.accepted[part], result.previous_loss[part])
                 start += len(offer.keys)
         except BaseException as error:
             for offer in group:
@@ -207,14 +208,14 @@ class RemoteFitsStore:
 
     def put_if_better(
         self, keys, pose, betas, cam_t, loss, round=0, step=0, source="smplify", time=None
-    ) -> np.ndarray:
-        """As FitsStore.put_if_better: (B,) bool, True where the candidate was written."""
+    ) -> PutResult:
+        """As FitsStore.put_if_better: which candidates were written and the losses they replaced."""
         return _unwrap(self.put_if_better_async(keys, pose, betas, cam_t, loss, round, step, source, time))
 
     def put_if_better_async(
         self, keys, pose, betas, cam_t, loss, round=0, step=0, source="smplify", time=None
     ) -> ray.ObjectRef:
-        """Send the batch without waiting; ray.get(ref) is the (B,) accepted mask."""
+        """Send the batch without waiting; ray.get(ref) is the batch's PutResult."""
         return self.handle.put_if_better.remote(
             list(keys),
             np.asarray(pose),

@@ -25,6 +25,7 @@ import os
 import threading
 import time as _time
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -332,6 +333,32 @@ def _finite_or_none(value: Any) -> Any:
     return value
 
 
+@dataclass(frozen=True)
+class PutResult:
+    """What `put_if_better` did with a batch of B candidates.
+
+    accepted `(B,)` bool: the candidate was written; previous_loss `(B,)` float64: for accepted
+    candidates the loss they replaced, NaN where the key had no (readable) fit before; NaN for
+    candidates that were not written.
+    """
+
+    accepted: np.ndarray
+    previous_loss: np.ndarray
+
+    @property
+    def improved(self) -> np.ndarray:
+        """`(B,)` bool: accepted over an existing fit (a better fit, not a first one)."""
+        return self.accepted & ~np.isnan(self.previous_loss)
+
+    @property
+    def new(self) -> np.ndarray:
+        """`(B,)` bool: accepted for a key that had no fit."""
+        return self.accepted & np.isnan(self.previous_loss)
+
+    def __len__(self) -> int:
+        return len(self.accepted)
+
+
 def empty_counters() -> dict[str, Any]:
     return {
         "offered": 0,
@@ -561,8 +588,10 @@ class FitsStore:
         step: int | np.ndarray = 0,
         source: str | Sequence[str] = "smplify",
         time: float | np.ndarray | None = None,
-    ) -> np.ndarray:
-        """Write each candidate whose key is absent or whose loss is strictly lower; (B,) bool accepted.
+    ) -> PutResult:
+        """Write each candidate whose key is absent or whose loss is strictly lower.
+
+        Returns a `PutResult`: per candidate whether it was written and the loss it replaced.
 
         keys B strings `<dataset>/<index>`; pose (B, 72), betas (B, 10), cam_t (B, 3), loss (B,).
         One write transaction for the batch. Candidates with any NaN/Inf (after the cast to the
@@ -594,7 +623,7 @@ class FitsStore:
             )
         candidates = np.flatnonzero(finite)
 
-        def body(txn: lmdb.Transaction) -> np.ndarray:
+        def body(txn: lmdb.Transaction) -> tuple[np.ndarray, np.ndarray]:
             stored_table = txn.get(META_DATASETS, db=handle.meta_db)
             datasets = _json(stored_table, {})
             for name in dict.fromkeys(names[i] for i in candidates):
@@ -665,13 +694,15 @@ class FitsStore:
             if table != stored_table:
                 txn.put(META_DATASETS, table, db=handle.meta_db)
             self._count(txn, handle, rounds, finite, winners, corrupt)
-            return winners
+            return winners, stored[better]
 
-        winners = handle.write(body, estimate_bytes=3 * count * (schema.RECORD_SIZE + 32))
+        winners, replaced = handle.write(body, estimate_bytes=3 * count * (schema.RECORD_SIZE + 32))
         self._dataset_ids = {}
         accepted = np.zeros(count, dtype=bool)
         accepted[winners] = True
-        return accepted
+        previous = np.full(count, np.nan)
+        previous[winners] = np.where(np.isinf(replaced), np.nan, replaced)
+        return PutResult(accepted=accepted, previous_loss=previous)
 
     def _count(
         self,

@@ -117,7 +117,7 @@ def import_spin_npy(
             losses[indices],
             round=round,
             source="static",
-        )
+        ).accepted
         summary.accepted += int(accepted.sum())
         if block.dtype == np.float64:
             rounded = block.astype(np.float32).astype(np.float64)
@@ -266,7 +266,7 @@ def import_npz(
             loss[rows],
             round=round,
             source="static",
-        )
+        ).accepted
         summary.accepted += int(accepted.sum())
         _report(on_progress, start + len(rows), len(keep))
     return summary
@@ -411,7 +411,7 @@ def import_h5(
                     step=part["step"],
                     source=np.asarray(sources, dtype=object)[codes],
                     time=part["time"],
-                )
+                ).accepted
                 summary.accepted += int(accepted.sum())
                 done += len(codes)
                 _report(on_progress, done, total)

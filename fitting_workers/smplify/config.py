@@ -53,6 +53,9 @@ class SmplifyConfig:
     `anchor_weight` > 0 adds the "boosting SMPLify" term of Pavlakos et al. 2018,
     anchor_weight · (‖θ_body − θ_init‖² + ‖β − β_init‖²), which keeps the fit near the network's
     initialisation. `threshold` is the stored-loss level below which a fit counts as valid (SPIN: 100).
+    `min_keypoints`: a sample with fewer confident keypoints (confidence > 0, SPIN's ignored joints
+    excluded) is a failed fit (`too_few_keypoints`); 6 leaves the camera stage's four torso joints
+    and at least two more to pose the body.
     """
 
     mode: str = "default"
@@ -67,6 +70,7 @@ class SmplifyConfig:
     focal_length: float = 5000.0
     img_res: int = 224
     threshold: float = 100.0
+    min_keypoints: int = 6
 
     def resolved(self) -> OptimizerSettings:
         """The optimiser schedule this config runs: the mode's preset with explicit fields applied.

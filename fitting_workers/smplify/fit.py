@@ -35,6 +35,9 @@ from spin.joints import MODEL_JOINT_INDEX
 
 # Loss reported for a failed sample: finite, and far above any validity threshold.
 FAILED_LOSS = 1e10
+# Why a sample failed: `FitResult.failure` holds the index into this tuple (0 = not failed).
+FAILURE_REASONS = ("ok", "nonfinite_input", "too_few_keypoints", "camera_behind", "diverged")
+NONFINITE_INPUT, TOO_FEW_KEYPOINTS, CAMERA_BEHIND, DIVERGED = 1, 2, 3, 4
 # Index of the SMPL root joint (pelvis) among the 49 keypoint joints (OP MidHip).
 PELVIS = int(np.flatnonzero(np.asarray(MODEL_JOINT_INDEX) == 0)[0])
 
@@ -44,21 +47,29 @@ ArrayLike = np.ndarray | torch.Tensor
 @dataclass
 class FitResult:
     """Per-sample SMPLify results (numpy). pose `(B, 72)` axis-angle, betas `(B, 10)`, cam_t `(B, 3)`,
-    loss `(B,)` = `fit_quality` of the fit (FAILED_LOSS where failed), failed `(B,)` bool: NaN/Inf
-    inputs or a diverged optimisation — then pose/betas/cam_t hold the (finite) initialisation."""
+    loss `(B,)` = `fit_quality` of the fit (FAILED_LOSS where failed), failure `(B,)` int8: 0 for a
+    fit, else the index of its reason in FAILURE_REASONS (NaN/Inf inputs, fewer confident keypoints
+    than `min_keypoints`, a camera behind the image plane, a diverged optimisation) — then
+    pose/betas/cam_t hold the (finite) initialisation."""
 
     pose: np.ndarray
     betas: np.ndarray
     cam_t: np.ndarray
     loss: np.ndarray
-    failed: np.ndarray
+    failure: np.ndarray
 
     def __len__(self) -> int:
         return len(self.loss)
 
-    def valid(self, threshold: float) -> np.ndarray:
-        """`(B,)` bool: not failed and loss below `threshold` (SPIN's rule for supervising)."""
-        return ~self.failed & (self.loss < threshold)
+    @property
+    def failed(self) -> np.ndarray:
+        """`(B,)` bool: the samples that are not fits (never stored, never supervise)."""
+        return self.failure != 0
+
+    def failure_counts(self) -> dict[str, int]:
+        """Failed samples by reason name (reasons with no sample left out)."""
+        counts = np.bincount(self.failure.astype(np.int64), minlength=len(FAILURE_REASONS))
+        return {name: int(n) for name, n in zip(FAILURE_REASONS[1:], counts[1:], strict=True) if n}
 
 
 def _finite_or_zero(x: torch.Tensor) -> torch.Tensor:
@@ -117,12 +128,20 @@ class SMPLify:
         if batch == 0:
             empty = np.zeros((0,), np.float32)
             return FitResult(pose=np.zeros((0, 72), np.float32), betas=np.zeros((0, 10), np.float32),
-                             cam_t=np.zeros((0, 3), np.float32), loss=empty, failed=np.zeros((0,), bool))
+                             cam_t=np.zeros((0, 3), np.float32), loss=empty, failure=np.zeros((0,), np.int8))
 
+        failure = torch.zeros(batch, dtype=torch.int8, device=kp.device)
         bad = ~torch.isfinite(kp).flatten(1).all(dim=1)
         bad |= ~torch.isfinite(pose0).all(dim=1) | ~torch.isfinite(betas0).all(dim=1)
         if cam0 is not None:
             bad |= ~torch.isfinite(cam0).all(dim=1)
+        failure[bad] = NONFINITE_INPUT
+        # Too few confident keypoints leave the fit unconstrained (and all-zero confidence would
+        # score a perfect, unbeatable loss of 0): such a sample is a failed fit, never a fit.
+        confident = (torch.nan_to_num(fitting_confidence(kp)) > 0).sum(dim=1)
+        few = ~bad & (confident < self.config.min_keypoints)
+        failure[few] = TOO_FEW_KEYPOINTS
+        bad |= few
         # Sanitise bad samples so their (zero-weighted) terms stay finite and cannot poison the batch;
         # finite init values are kept, since a failed sample returns its initialisation.
         kp = torch.where(bad[:, None, None], torch.zeros_like(kp), kp)
@@ -134,6 +153,7 @@ class SMPLify:
                 conf_kp = torch.cat([kp[..., :2], fitting_confidence(kp)[..., None]], dim=-1)
                 cam0 = estimate_cam_t(joints0, conf_kp, self.config.focal_length, self.config.img_res)
             usable_cam = torch.isfinite(cam0).all(dim=1) & (cam0[:, 2] > 0)
+            failure[~bad & ~usable_cam] = CAMERA_BEHIND
             bad |= ~usable_cam
             fallback = kp.new_tensor([0.0, 0.0, 2 * self.config.focal_length / (0.9 * self.config.img_res)])
             cam0 = torch.where(usable_cam[:, None], cam0, fallback.expand(batch, 3))
@@ -149,6 +169,7 @@ class SMPLify:
         diverged = ~torch.isfinite(loss) | (cam_t[:, 2] <= 0)
         for param in (pose, betas, cam_t):
             diverged |= ~torch.isfinite(param).all(dim=1)
+        failure[~bad & diverged] = DIVERGED
         failed = bad | diverged
         pose = torch.where(failed[:, None], pose0, pose)
         betas = torch.where(failed[:, None], betas0, betas)
@@ -159,7 +180,7 @@ class SMPLify:
             betas=betas.detach().cpu().numpy().astype(np.float32),
             cam_t=cam_t.detach().cpu().numpy().astype(np.float32),
             loss=loss.detach().cpu().numpy().astype(np.float32),
-            failed=failed.cpu().numpy(),
+            failure=failure.cpu().numpy(),
         )
 
     # -- stages ----------------------------------------------------------------------------------

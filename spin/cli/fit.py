@@ -147,7 +147,7 @@ def fit_command(
                     stored = writer.put_if_better(keys=batch_keys, pose=result.pose[ok],
                                                   betas=result.betas[ok], cam_t=result.cam_t[ok],
                                                   loss=result.loss[ok], source="smplify")
-                    accepted += int(np.asarray(stored).sum())
+                    accepted += int(stored.accepted.sum())
             done = part.stop
             progress.update(task, completed=done, rate=f"{done / (time.perf_counter() - start):.1f} fits/s")
     seconds = time.perf_counter() - start

@@ -71,11 +71,10 @@ class SyncFitting:
         ok = ~np.asarray(result.failed, dtype=bool)
         keys = [key for key, good in zip(jobs.keys, ok, strict=True) if good]
         if keys:
-            had_fit = self.store.get(keys)["present"]
-            accepted = self.store.put_if_better(keys, result.pose[ok], result.betas[ok], result.cam_t[ok],
-                                                result.loss[ok], round=round, step=step, source="smplify")
-            self.accepted += int(np.sum(accepted))
-            self.improved += int(np.sum(accepted & had_fit))
+            put = self.store.put_if_better(keys, result.pose[ok], result.betas[ok], result.cam_t[ok],
+                                           result.loss[ok], round=round, step=step, source="smplify")
+            self.accepted += int(put.accepted.sum())
+            self.improved += int(put.improved.sum())
         self.fitted += len(jobs.keys)
         self.failed += int((~ok).sum())
         self.valid += int((np.asarray(result.loss)[ok] < threshold).sum())

@@ -97,6 +97,7 @@ def test_bad_samples_are_flagged_and_do_not_touch_the_others(body, body_files, p
     smplify = SMPLify(body, body_files.prior, config)
     result = smplify.fit(keypoints, pose, betas, cam_t)
     assert result.failed.tolist() == [False, True, True, True, True]
+    assert result.failure_counts() == {"nonfinite_input": 4}
     for array in (result.pose, result.betas, result.cam_t, result.loss):
         assert np.isfinite(array).all()
     assert (result.loss[1:] == np.float32(FAILED_LOSS)).all()
@@ -113,6 +114,22 @@ def test_camera_behind_the_image_plane_is_a_failed_sample(body, body_files, prob
     result = SMPLify(body, body_files.prior, SmplifyConfig(iters_camera=2, iters_body=2)).fit(
         part.keypoints, part.init_pose, part.init_betas, cam_t)
     assert result.failed.tolist() == [True, False]
+    assert result.failure_counts() == {"camera_behind": 1}
+
+
+@pytest.mark.parametrize("confident", [0, 3, 5])
+def test_too_few_confident_keypoints_is_a_failed_fit_not_a_perfect_one(body, body_files, problems, confident):
+    """All-zero confidence would score loss 0; any sample under `min_keypoints` is a failure instead."""
+    part = problems.slice(slice(0, 2))
+    keypoints = part.keypoints.copy()
+    usable = np.flatnonzero(keypoints[0, :, 2] > 0)
+    usable = usable[~np.isin(usable, [1, 9, 12, 27, 28])]  # SPIN's ignored joints never count
+    keypoints[0, usable[confident:], 2] = 0.0
+    result = SMPLify(body, body_files.prior, SmplifyConfig(iters_camera=2, iters_body=2)).fit(
+        keypoints, part.init_pose, part.init_betas, part.init_cam_t)
+    assert result.failed.tolist() == [True, False]
+    assert result.failure_counts() == {"too_few_keypoints": 1}
+    assert result.loss[0] == np.float32(FAILED_LOSS)
 
 
 def test_anchor_keeps_the_fit_near_the_initialisation(body, body_files, problems):

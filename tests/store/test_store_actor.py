@@ -24,7 +24,8 @@ def local_ray():
 
 @ray.remote
 def _offer_from_a_task(store: RemoteFitsStore, key: str, loss: float) -> bool:
-    return bool(store.put_if_better([key], np.zeros((1, 72)), np.zeros((1, 10)), np.zeros((1, 3)), [loss])[0])
+    put = store.put_if_better([key], np.zeros((1, 72)), np.zeros((1, 10)), np.zeros((1, 3)), [loss])
+    return bool(put.accepted[0])
 
 
 def test_remote_store_has_the_local_api(local_ray, tmp_path, rng):
@@ -38,7 +39,7 @@ def test_remote_store_has_the_local_api(local_ray, tmp_path, rng):
         [3.0, 2.0, np.nan],
         round=1,
         step=5,
-    )
+    ).accepted
     assert accepted.tolist() == [True, True, False]
     got = writer.get(["h36m/0", "h36m/2"])
     assert got["present"].tolist() == [True, False]
@@ -75,7 +76,7 @@ def test_one_writer_per_store_and_batches_from_anywhere(local_ray, tmp_path):
         )
         for k in range(30)
     ]
-    masks = ray.get(refs)
+    masks = [result.accepted for result in ray.get(refs)]
     assert all(mask.shape == (16,) for mask in masks)
     assert masks[-1].all()  # the lowest loss was offered last: it must be stored
     assert (writer.get(keys_for("d", range(16)))["loss"] == 71.0).all()
@@ -120,7 +121,7 @@ def test_group_commit_from_many_threads_keeps_best_so_far(tmp_path, rng):
     assert np.array_equal(stored["loss"], np.min(offers, axis=0))
     for key in range(20):  # the stored candidate is one that was reported accepted
         winner = int(stored["step"][key])
-        assert results[winner][key] and offers[winner][key] == stored["loss"][key]
+        assert results[winner].accepted[key] and offers[winner][key] == stored["loss"][key]
     assert writer.counters()["offered"] == 24 * 20
     with pytest.raises(StoreError, match=r"`pose` has shape \(1, 3\)"):
         writer.put_if_better(["d/0"], np.zeros((1, 3)), np.zeros((1, 10)), np.zeros((1, 3)), [1.0])

@@ -66,6 +66,7 @@ def test_sigkill_mid_batch_keeps_every_acknowledged_batch(tmp_path, acks_before_
     in_flight = store.get([f"w/{(acknowledged + 1) * BATCH + j}" for j in range(BATCH)])["present"]
     assert in_flight.all() or not in_flight.any()
     assert len(store) in (BATCH * (acknowledged + 1), BATCH * (acknowledged + 2))
-    assert store.put_if_better(["w/0"], np.zeros((1, 72)), np.zeros((1, 10)), np.zeros((1, 3)), [0.5])[0]
+    put = store.put_if_better(["w/0"], np.zeros((1, 72)), np.zeros((1, 10)), np.zeros((1, 3)), [0.5])
+    assert put.accepted[0]
     store.close()
     assert verify_store(path).ok

@@ -84,7 +84,7 @@ def test_loss_file_scores_imported_rows(tmp_path, store, rng):
     fits = random_fits(rng, 2)
     accepted = store.put_if_better(
         ["mpii/7", "mpii/8"], fits["pose"], fits["betas"], fits["cam_t"], [8.0, 7.5]
-    )
+    ).accepted
     assert accepted.tolist() == [False, True]
 
 
@@ -99,7 +99,7 @@ def test_unscored_rows_are_rescored_by_rewriting_them(tmp_path, store, rng):
         np.zeros((5, 3)),
         np.full(5, 42.0),
         source="static",
-    )
+    ).accepted
     assert accepted.all()
     assert (store.get(keys_for("lsp", range(5)))["loss"] == 42.0).all()
 

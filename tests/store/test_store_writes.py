@@ -20,7 +20,7 @@ def _put(store, keys, loss, rng, **kwargs):
     fits = random_fits(rng, len(keys))
     return store.put_if_better(
         keys, fits["pose"], fits["betas"], fits["cam_t"], np.asarray(loss, float), **kwargs
-    )
+    ).accepted
 
 
 def test_writes_only_strictly_lower_losses(store, rng):
@@ -38,7 +38,7 @@ def test_duplicates_in_a_batch_keep_the_lowest_and_first_on_ties(store, rng):
     fits = random_fits(rng, 4)
     accepted = store.put_if_better(
         ["a/7"] * 4, fits["pose"], fits["betas"], fits["cam_t"], [3.0, 1.0, 2.0, 1.0]
-    )
+    ).accepted
     assert accepted.tolist() == [False, True, False, False]
     assert np.array_equal(store.get(["a/7"])["pose"][0], fits["pose"][1])
     assert len(store) == 1
@@ -51,16 +51,15 @@ def test_nan_and_inf_candidates_are_refused_and_counted(store, rng):
     loss = np.array([1.0, 1.0, 1.0, np.nan, 1e40])
     cam_t = fits["cam_t"].astype(np.float64)
     cam_t[4] = 1e300  # finite in float64, +inf once stored as float32
-    accepted = store.put_if_better(keys_for("a", range(5)), fits["pose"], fits["betas"], cam_t, loss)
+    accepted = store.put_if_better(keys_for("a", range(5)), fits["pose"], fits["betas"], cam_t, loss).accepted
     assert accepted.tolist() == [True, False, False, False, False]
     assert store.get(keys_for("a", range(5)))["present"].tolist() == [True, False, False, False, False]
     counters = store.counters()
     assert counters["refused_nonfinite"] == 4 and counters["offered"] == 5 and counters["accepted"] == 1
     assert counters["by_round"]["0"]["refused_nonfinite"] == 4
     # a batch with nothing finite leaves no trace, not even its dataset name
-    assert not store.put_if_better(["new/0"], fits["pose"][1:2], fits["betas"][:1], fits["cam_t"][:1], [1.0])[
-        0
-    ]
+    refused = store.put_if_better(["new/0"], fits["pose"][1:2], fits["betas"][:1], fits["cam_t"][:1], [1.0])
+    assert not refused.accepted[0]
     assert "new" not in store.datasets()
 
 
@@ -313,3 +312,15 @@ def test_metadata_is_json_in_a_named_table(store, rng):
         assert json.loads(txn.get(b"datasets", db=meta))["a"]["count"] == 1
         assert txn.get(META_VERSION, db=meta) == b"1"
     env.close()
+
+
+def test_put_result_reports_the_replaced_loss(store, rng):
+    first = store.put_if_better(keys_for("a", range(3)), *random_fits(rng, 3).values(), [5.0, 6.0, 7.0])
+    assert first.new.tolist() == [True, True, True] and not first.improved.any()
+    assert np.isnan(first.previous_loss).all()
+    second = store.put_if_better(keys_for("a", range(4)), *random_fits(rng, 4).values(), [4.0, 9.0, 1.0, 2.0])
+    assert second.accepted.tolist() == [True, False, True, True]
+    assert second.improved.tolist() == [True, False, True, False]
+    assert second.new.tolist() == [False, False, False, True]
+    assert second.previous_loss[[0, 2]].tolist() == [5.0, 7.0]
+    assert np.isnan(second.previous_loss[[1, 3]]).all()

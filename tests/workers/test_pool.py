@@ -23,6 +23,7 @@ from fitting_workers.config import FittingConfig
 from fitting_workers.jobs import FitJobBatch
 from fitting_workers.pool import FittingPool
 from spin.errors import UserError
+from store import PutResult
 
 pytestmark = pytest.mark.usefixtures("local_ray")
 B = 4
@@ -52,7 +53,7 @@ def stand_ins():
                 return SimpleNamespace(
                     pose=batch.pose, betas=batch.betas, cam_t=np.ones((n, 3), np.float32),
                     loss=batch.keypoints[:, 0, 0].copy(),
-                    failed=np.array([key.startswith("fail") for key in batch.keys]),
+                    failure=np.array([int(key.startswith("fail")) for key in batch.keys], np.int8),
                 )
             return fit
 
@@ -70,7 +71,7 @@ def stand_ins():
                 if key not in self.loss or loss[i] < self.loss[key]:
                     self.loss[key] = float(loss[i])
                     accepted[i] = True
-            return accepted
+            return PutResult(accepted, np.full(len(keys), np.nan))
 
         def losses(self, prefix):
             return {key: value for key, value in self.loss.items() if key.startswith(prefix)}
