@@ -12,7 +12,6 @@ from __future__ import annotations
 import functools
 import time
 import uuid
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -22,6 +21,7 @@ from fitting_workers.actor import FittingActor
 from fitting_workers.config import FittingConfig
 from fitting_workers.jobs import FitJobBatch
 from fitting_workers.pool import FittingPool
+from fitting_workers.smplify import FitResult
 from spin.errors import UserError
 from store import PutResult
 
@@ -50,7 +50,7 @@ def stand_ins():
                 if any(key.startswith("boom") for key in batch.keys):
                     raise RuntimeError("stand-in fit exploded")
                 n = len(batch)
-                return SimpleNamespace(
+                return FitResult(
                     pose=batch.pose, betas=batch.betas, cam_t=np.ones((n, 3), np.float32),
                     loss=batch.keypoints[:, 0, 0].copy(),
                     failure=np.array([int(key.startswith("fail")) for key in batch.keys], np.int8),
@@ -67,11 +67,13 @@ def stand_ins():
 
         def put_if_better(self, keys, pose, betas, cam_t, loss, round=0, step=0, source="smplify"):
             accepted = np.zeros(len(keys), bool)
+            previous = np.full(len(keys), np.nan)
             for i, key in enumerate(keys):
                 if key not in self.loss or loss[i] < self.loss[key]:
+                    previous[i] = self.loss.get(key, np.nan)
                     self.loss[key] = float(loss[i])
                     accepted[i] = True
-            return PutResult(accepted, np.full(len(keys), np.nan))
+            return PutResult(accepted, previous)
 
         def losses(self, prefix):
             return {key: value for key, value in self.loss.items() if key.startswith(prefix)}
