@@ -19,11 +19,9 @@ FITS_MPJPE = Metric("fits_mpjpe", "fits' MPJPE vs hidden GT", "mm")
 ROTATION_ERROR = Metric("joint_rotation_error", "joint-rotation error", "rad")
 IMPLAUSIBLE = Metric("implausible_frac", "implausible bodies", "fraction")
 
-ADVERSARIAL = "HMR's adversarial prior (issue 11: config key adversarial.enabled)"
-REPRESENTATION = "NBF's input representations (issue 11: config key data.synthetic.representation)"
-LOSS_SWITCHES = (
-    "NBF's loss switches (issue 11: config keys losses.latent, losses.joints_3d, losses.joints_2d)"
-)
+ADVERSARIAL = "HMR's adversarial prior (issue 11)"
+REPRESENTATION = "NBF's input representations (issue 11)"
+LOSS_SWITCHES = "NBF's loss switches (issue 11)"
 BOOSTING_ANCHOR = 10.0  # anchor weight of the boosted rows; SMPLify's own prior weights are 4.78², 5²
 
 OFF = {"fitting.mode": "off"}
