@@ -12,7 +12,16 @@ import pytest
 from spin.config import TrainConfig
 from spin.config_loading import load_config
 from spin.errors import UserError
-from spin.experiments import EXPERIMENT_NAMES, Claim, Experiment, Metric, Row, collect, expand, get_experiment
+from spin.experiments import (
+    EXPERIMENT_NAMES,
+    Claim,
+    Experiment,
+    Metric,
+    Row,
+    collect,
+    expand,
+    get_experiment,
+)
 from spin.experiments.plan import format_overrides, load_plan_file
 from spin.experiments.plots import write_plots
 from spin.experiments.results import write_results
@@ -37,8 +46,16 @@ def test_every_built_in_plan_is_valid_and_its_rows_resolve_or_name_the_missing_k
 
 
 def test_missing_key_message_names_the_key_and_the_feature(tmp_path):
-    experiment = Experiment("x", "", "", [Row("adv", {"adversarial.enabled": True}, needs="HMR's prior"),
-                                          Row("ok", {"fitting.mode": "off"})], [Metric("pa_mpjpe", "PA")])
+    experiment = Experiment(
+        "x",
+        "",
+        "",
+        [
+            Row("adv", {"adversarial.enabled": True}, needs="HMR's prior"),
+            Row("ok", {"fitting.mode": "off"}),
+        ],
+        [Metric("pa_mpjpe", "PA")],
+    )
     adv, ok = expand(experiment, tmp_path, seeds=1)
     assert adv.runs == []
     assert "needs HMR's prior" in adv.problem and "`adversarial.enabled`" in adv.problem
@@ -46,14 +63,21 @@ def test_missing_key_message_names_the_key_and_the_feature(tmp_path):
 
 
 def test_a_bad_value_keeps_the_loaders_sentence(tmp_path):
-    experiment = Experiment("x", "", "", [Row("bad", {"rounds.num_rounds": "many"})], [Metric("pa_mpjpe", "PA")])
+    experiment = Experiment(
+        "x", "", "", [Row("bad", {"rounds.num_rounds": "many"})], [Metric("pa_mpjpe", "PA")]
+    )
     (plan,) = expand(experiment, tmp_path, seeds=1)
     assert "rounds.num_rounds" in plan.problem and "does not exist" not in plan.problem
 
 
 def test_overrides_round_trip_through_the_config_loader():
-    values = {"fitting.mode": "off", "optim.lr": 1e-4, "wandb.enabled": False, "data.synthetic.gt_fraction": 0.0,
-              "fitting.smplify.anchor_weight": 10.0}
+    values = {
+        "fitting.mode": "off",
+        "optim.lr": 1e-4,
+        "wandb.enabled": False,
+        "data.synthetic.gt_fraction": 0.0,
+        "fitting.smplify.anchor_weight": 10.0,
+    }
     config = load_config(TrainConfig, default_config(), format_overrides(values))
     assert config.fitting.mode == "off" and config.optim.lr == 1e-4 and config.wandb.enabled is False
     assert config.data.synthetic.gt_fraction == 0.0 and config.fitting.smplify.anchor_weight == 10.0
@@ -84,10 +108,14 @@ def test_a_run_folder_made_with_other_settings_is_refused(tmp_path):
     (plan,) = expand(experiment, tmp_path, seeds=1)
     spec = plan.runs[0]
     spec.run_dir.mkdir(parents=True)
-    (spec.run_dir / RUN_RECORD).write_text(json.dumps({"config": str(spec.config), "overrides": ["seed=7"]}))
+    (spec.run_dir / RUN_RECORD).write_text(
+        json.dumps({"config": str(spec.config), "overrides": ["seed=7"]})
+    )
     with pytest.raises(UserError, match="other settings"):
         check_record(spec)
-    (spec.run_dir / RUN_RECORD).write_text(json.dumps({"config": str(spec.config), "overrides": spec.overrides}))
+    (spec.run_dir / RUN_RECORD).write_text(
+        json.dumps({"config": str(spec.config), "overrides": spec.overrides})
+    )
     check_record(spec)
 
 
@@ -97,28 +125,42 @@ def test_plan_validation_and_yaml_plans(tmp_path):
     with pytest.raises(UserError, match="does not have"):
         Experiment("x", "", "", [Row("a")], [Metric("pa_mpjpe", "PA")], [Claim("c", "a", "b", "pa_mpjpe")])
     path = tmp_path / "plan.yaml"
-    path.write_text("name: mine\nrows:\n  - name: a\n    overrides: {optim.lr: 0.001}\n  - name: b\n"
-                    "metrics: [pa_mpjpe]\nclaims:\n  - {text: a wins, better: a, worse: b, metric: pa_mpjpe}\n")
+    path.write_text(
+        "name: mine\nrows:\n  - name: a\n    overrides: {optim.lr: 0.001}\n  - name: b\n"
+        "metrics: [pa_mpjpe]\nclaims:\n  - {text: a wins, better: a, worse: b, metric: pa_mpjpe}\n"
+    )
     plan = load_plan_file(path)
-    assert plan.name == "mine" and [r.name for r in plan.rows] == ["a", "b"] and plan.claims[0].better == "a"
+    assert (
+        plan.name == "mine" and [r.name for r in plan.rows] == ["a", "b"] and plan.claims[0].better == "a"
+    )
     path.write_text("rows:\n  - name: a\n    colour: red\n")
     with pytest.raises(UserError, match="plan schema"):
         load_plan_file(path)
 
 
 def _finish(spec, metrics: dict) -> None:
-    write_metrics(round_dir(spec.run_dir, spec.num_rounds) / "metrics.json",
-                  {"round": spec.num_rounds, **metrics})
+    write_metrics(
+        round_dir(spec.run_dir, spec.num_rounds) / "metrics.json", {"round": spec.num_rounds, **metrics}
+    )
 
 
 def test_results_files_from_run_folders(tmp_path):
     experiment = Experiment(
-        "demo", "two rows", "a table",
-        [Row("good", {"optim.lr": 1e-4}, series="s", x=0.1), Row("bad", {"optim.lr": 2e-4}, series="s", x=0.5),
-         Row("later", {"adversarial.enabled": True}, needs="a feature")],
-        [Metric("pa_mpjpe", "PA-MPJPE", "mm"), Metric("fits_pa_mpjpe", "fits", "mm"),
-         Metric("train_loss.betas", "betas loss")],
-        [Claim("good beats bad", "good", "bad", "pa_mpjpe"), Claim("fits", "good", "bad", "fits_pa_mpjpe")])
+        "demo",
+        "two rows",
+        "a table",
+        [
+            Row("good", {"optim.lr": 1e-4}, series="s", x=0.1),
+            Row("bad", {"optim.lr": 2e-4}, series="s", x=0.5),
+            Row("later", {"adversarial.enabled": True}, needs="a feature"),
+        ],
+        [
+            Metric("pa_mpjpe", "PA-MPJPE", "mm"),
+            Metric("fits_pa_mpjpe", "fits", "mm"),
+            Metric("train_loss.betas", "betas loss"),
+        ],
+        [Claim("good beats bad", "good", "bad", "pa_mpjpe"), Claim("fits", "good", "bad", "fits_pa_mpjpe")],
+    )
     out = tmp_path / "exp"
     plans = expand(experiment, out, seeds=3)
     good, bad, later = plans
@@ -140,7 +182,9 @@ def test_results_files_from_run_folders(tmp_path):
     assert math.isclose(rows["bad"]["summary"]["train_loss.betas"]["mean"], 0.7)
     assert rows["later"]["status"] == "unavailable" and "`adversarial.enabled`" in rows["later"]["problem"]
     claims = {c["text"]: c for c in saved["claims"]}
-    assert claims["good beats bad"]["decision"] == "reproduced" and math.isclose(claims["good beats bad"]["advantage"], 21.0)
+    assert claims["good beats bad"]["decision"] == "reproduced" and math.isclose(
+        claims["good beats bad"]["advantage"], 21.0
+    )
     assert claims["fits"]["decision"] == "undetermined"  # the metric is not in these metrics.json files
 
     text = md_path.read_text()
