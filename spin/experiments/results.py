@@ -48,6 +48,8 @@ def collect(
                     status="finished",
                     metrics={m.key: read_metric(data, m.key) for m in experiment.metrics},
                     elapsed_s=read_metric(data, "elapsed_s"),
+                    # every number of the final round, so metrics a plan does not name are kept too
+                    final_round={k: read_metric(data, k) for k in data if read_metric(data, k) is not None},
                 )
             else:
                 outcome = outcomes.get((spec.row, spec.seed))

@@ -185,13 +185,18 @@ def _stop(proc: subprocess.Popen) -> None:
 _ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 
 
+_ERROR_LINE = re.compile(r"^(error:|[A-Za-z_.]*(Error|Exception)\b)")
+
+
 def last_line(path: Path) -> str:
-    """The last non-empty line of a log (the CLI's one-line error), without terminal colours."""
+    """The error a log ends with (the CLI's one-line `error:`, or a traceback's last exception line),
+    else its last non-empty line; without terminal colours."""
     if not path.is_file():
         return ""
     lines = [_ANSI.sub("", line).strip() for line in path.read_text(errors="replace").splitlines()]
     lines = [line for line in lines if line]
-    return lines[-1] if lines else ""
+    errors = [line for line in lines if _ERROR_LINE.match(line)]
+    return errors[-1] if errors else (lines[-1] if lines else "")
 
 
 @dataclass(frozen=True)
@@ -205,7 +210,7 @@ def launch(
     command: list[str], log_path: Path, timeout_s: float | None, on_poll: Callable[[], None] | None = None
 ) -> Outcome:
     """Run `command` with stdout+stderr appended to `log_path`, bounded by `timeout_s`."""
-    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    env = dict(os.environ, PYTHONUNBUFFERED="1", COLUMNS="200")  # wide: errors stay on one line
     env.setdefault("OMP_NUM_THREADS", "1")
     started = time.monotonic()
     log_path.parent.mkdir(parents=True, exist_ok=True)

@@ -122,7 +122,9 @@ def test_a_run_past_its_timeout_is_stopped(tmp_path):
     assert outcome.status == "timeout" and outcome.seconds < 30
 
 
-def test_a_failing_run_reports_its_last_line(tmp_path):
-    command = [sys.executable, "-c", "import sys; print('working'); print('error: bad key'); sys.exit(1)"]
-    outcome = launch(command, tmp_path / "log.txt", timeout_s=30)
+def test_a_failing_run_reports_its_error_line(tmp_path):
+    script = "import sys; print('working'); print('error: bad key'); print('stopping actors'); sys.exit(1)"
+    outcome = launch([sys.executable, "-c", script], tmp_path / "log.txt", timeout_s=30)
     assert outcome.status == "failed" and outcome.message == "error: bad key"
+    crash = launch([sys.executable, "-c", "raise KeyError('k')"], tmp_path / "crash.txt", timeout_s=30)
+    assert crash.status == "failed" and crash.message == "KeyError: 'k'"

@@ -178,6 +178,7 @@ def test_results_files_from_run_folders(tmp_path):
     assert math.isclose(rows["good"]["summary"]["pa_mpjpe"]["mean"], 61.0)
     assert math.isclose(rows["good"]["summary"]["pa_mpjpe"]["std"], 1.0)
     assert [r["metrics"].get("pa_mpjpe") for r in rows["bad"]["runs"]] == [80.0, 84.0, None]
+    assert rows["good"]["runs"][0]["final_round"] == {"round": 3.0, "pa_mpjpe": 60.0}
     assert rows["bad"]["status"] == "partial" and rows["bad"]["runs"][2]["status"] == "not run"
     assert math.isclose(rows["bad"]["summary"]["train_loss.betas"]["mean"], 0.7)
     assert rows["later"]["status"] == "unavailable" and "`adversarial.enabled`" in rows["later"]["problem"]
