@@ -123,7 +123,7 @@ def experiment_command(
         "timeout_s": timeout,
         "overrides": extra,
         "command": "spin experiment "
-        + shlex.join(sys.argv[2:] if sys.argv[1:2] == ["experiment"] else [name, "--out", str(out)]),
+        + shlex.join(sys.argv[2:] if sys.argv[1:2] == ["experiment"] else sys.argv[1:]),
     }
     if dry_run:
         for plan in plans:

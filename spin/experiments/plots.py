@@ -58,6 +58,8 @@ def plot_bars(results: dict[str, Any], out: Path) -> Path | None:
             seeds = [run["metrics"].get(key) for run in row["runs"] if run["status"] == "finished"]
             seeds = [v for v in seeds if v is not None]
             axis.plot([i] * len(seeds), seeds, "k.", markersize=4)
+            if means[i] is None:
+                axis.text(i, 0, "no runs", ha="center", va="bottom", fontsize=7, rotation=90)
         axis.set_xticks(list(positions))
         axis.set_xticklabels([row["name"] for row in rows], rotation=35, ha="right", fontsize=8)
         axis.set_ylabel(_axis_label(metric))
