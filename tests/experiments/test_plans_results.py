@@ -195,3 +195,28 @@ def test_results_files_from_run_folders(tmp_path):
     for plot in plots:
         assert Path(plot).stat().st_size > 1000 and Path(plot).read_bytes()[:4] == b"\x89PNG"
     assert {Path(p).name for p in plots} == {"bars.png", "curves.png"}
+
+
+def _app():
+    import typer
+
+    from spin.cli.experiment import experiment_command
+
+    app = typer.Typer()
+    app.command()(experiment_command)
+    return app
+
+
+def test_cli_lists_experiments_and_dry_runs_name_unavailable_rows(tmp_path):
+    from typer.testing import CliRunner
+
+    listed = CliRunner().invoke(_app(), ["--list"])
+    assert listed.exit_code == 0
+    assert all(name in listed.output for name in EXPERIMENT_NAMES)
+    dry = CliRunner().invoke(_app(), ["hmr-unpaired", "--out", str(tmp_path / "h"), "--quick", "--dry-run"])
+    assert dry.exit_code == 0, dry.output
+    assert "unavailable" in dry.output and "adversarial.enabled" in dry.output
+    assert dry.output.count("spin.cli.main train") == 4  # 2 runnable rows × 2 quick seeds
+    assert not (tmp_path / "h").exists()  # a dry run starts nothing and writes nothing
+    missing = CliRunner().invoke(_app(), ["spin-table1"])
+    assert isinstance(missing.exception, UserError) and "--out" in str(missing.exception)
