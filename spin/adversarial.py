@@ -50,7 +50,8 @@ class AdversarialConfig:
     def __post_init__(self) -> None:
         checks = [(self.weight >= 0, "weight", "0 or more"), (self.lr > 0, "lr", "above 0"),
                   (self.weight_decay >= 0, "weight_decay", "0 or more"),
-                  (self.bank_size >= 1, "bank_size", "1 or more"), (self.real_batch >= 0, "real_batch", "0 or more")]
+                  (self.bank_size >= 1, "bank_size", "1 or more"),
+                  (self.real_batch >= 0, "real_batch", "0 or more")]
         for ok, key, fix in checks:
             if not ok:
                 raise UserError(f"Config key adversarial.{key} has an invalid value; set it to {fix}.")
@@ -74,7 +75,8 @@ def _stack_iterations(rotmats: Sequence[torch.Tensor] | torch.Tensor,
     if rot.dim() == 4:  # a single iteration given as (B,24,3,3)
         rot, bet = rot.unsqueeze(0), bet.unsqueeze(0)
     if rot.shape[:2] != bet.shape[:2]:
-        raise ValueError(f"rotations {tuple(rot.shape)} and betas {tuple(bet.shape)} differ in iterations or batch")
+        raise ValueError(f"rotations {tuple(rot.shape)} and betas {tuple(bet.shape)} differ in "
+                         "iterations or batch")
     rot = body_rotmats(rot).float()
     return rot.reshape(-1, NUM_BODY_JOINTS, 3, 3), bet.float().reshape(-1, bet.shape[-1]), rot.shape[0]
 
@@ -97,7 +99,8 @@ class AdversarialPrior:
         return body_rotmats(axis_angle_to_matrix(pose.reshape(n, -1, 3))), betas
 
     def step(self, pred_rotmats_per_iter: Sequence[torch.Tensor] | torch.Tensor,
-             pred_betas_per_iter: Sequence[torch.Tensor] | torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+             pred_betas_per_iter: Sequence[torch.Tensor] | torch.Tensor,
+             ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """One discriminator update, then the weighted encoder loss (a graph to the predictions only).
 
         pred_rotmats_per_iter: T tensors (B,24,3,3) (or (B,23,3,3), or one stacked (T,B,…)), one per
@@ -129,7 +132,8 @@ class AdversarialPrior:
         real_acc = (real.detach() > 0.5).float().mean()
         fake_acc = (fake_detached.detach() < 0.5).float().mean()
         metrics = {"adv/d_loss": d_loss.detach(), "adv/e_loss": e_loss.detach(),
-                   "adv/d_real_acc": real_acc, "adv/d_fake_acc": fake_acc, "adv/d_acc": 0.5 * (real_acc + fake_acc)}
+                   "adv/d_real_acc": real_acc, "adv/d_fake_acc": fake_acc,
+                   "adv/d_acc": 0.5 * (real_acc + fake_acc)}
         return self.config.weight * e_loss, metrics
 
     def state_dict(self) -> dict[str, Any]:

@@ -32,7 +32,8 @@ class PoseBank:
     def __init__(self, pose: np.ndarray, betas: np.ndarray, seed: int = 0, source: str = "") -> None:
         pose = np.asarray(pose, dtype=np.float32)
         betas = np.asarray(betas, dtype=np.float32)
-        if pose.ndim != 2 or pose.shape[1] != NUM_POSE or betas.shape != (len(pose), NUM_BETAS) or not len(pose):
+        if pose.ndim != 2 or pose.shape[1] != NUM_POSE or betas.shape != (len(pose), NUM_BETAS) \
+                or not len(pose):
             raise ValueError(f"pose bank needs pose (N,72) and betas (N,10) with N ≥ 1, got "
                              f"{pose.shape} and {betas.shape}")
         self.pose = pose
@@ -55,8 +56,9 @@ class PoseBank:
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore the sampler; a bank of another size than the saved one cannot continue it."""
         if int(state["size"]) != len(self.pose):
-            raise UserError(f"The checkpoint's pose bank held {state['size']} bodies but {self.source or 'this bank'} "
-                            f"holds {len(self.pose)}; resume with the same adversarial.bank settings.")
+            raise UserError(f"The checkpoint's pose bank held {state['size']} bodies but "
+                            f"{self.source or 'this bank'} holds {len(self.pose)}; resume with the same "
+                            "adversarial.bank settings.")
         self._rng.bit_generator.state = state["rng"]
 
 
@@ -100,7 +102,8 @@ def synthetic_pose_bank(size: int, seed: int = 0) -> PoseBank:
     if size < 1:
         raise UserError(f"adversarial.bank_size is {size}; set it to 1 or more.")
     samples = sample_split(size, np.random.default_rng([seed, _BANK_STREAM]), SynthConfig())
-    return PoseBank(samples.pose, samples.betas, seed=seed, source=f"synthetic bank (seed {seed}, {size} bodies)")
+    source = f"synthetic bank (seed {seed}, {size} bodies)"
+    return PoseBank(samples.pose, samples.betas, seed=seed, source=source)
 
 
 def build_pose_bank(path: str | Path | None, size: int, seed: int = 0) -> PoseBank:

@@ -1,4 +1,4 @@
-"""HMR's adversarial prior: the encoder loss tracks the bank, the graph reaches only the encoder, exact resume."""
+"""HMR's adversarial prior: the encoder loss tracks the bank, its graph reaches only the encoder, resume."""
 
 from __future__ import annotations
 
@@ -53,7 +53,8 @@ def test_encoder_loss_falls_toward_the_bank_and_rises_away(bank):
     for step in range(30):
         rot, betas = perturbed(bank, BATCH, 0.5, seed=step)
         prior.step([rot], [betas])
-    by_noise = {noise: judged(prior, *perturbed(bank, 256, noise, seed=1000)) for noise in (0.0, 0.25, 0.5, 1.0)}
+    noises = (0.0, 0.25, 0.5, 1.0)
+    by_noise = {noise: judged(prior, *perturbed(bank, 256, noise, seed=1000)) for noise in noises}
     assert by_noise[0.0] < by_noise[0.25] < by_noise[0.5] < by_noise[1.0]
 
 

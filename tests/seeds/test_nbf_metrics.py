@@ -32,9 +32,10 @@ def test_rotation_error_of_hand_made_rotations():
 
 def test_axis_angle_and_matrices_give_the_same_error():
     g = torch.Generator().manual_seed(0)
-    a, b = torch.randn(3, 72, generator=g, dtype=torch.float64), torch.randn(3, 72, generator=g, dtype=torch.float64)
+    a, b = (torch.randn(3, 72, generator=g, dtype=torch.float64) for _ in range(2))
     by_aa = mean_joint_rotation_error(a, b)
-    by_mat = mean_joint_rotation_error(axis_angle_to_matrix(a.reshape(3, 24, 3)), axis_angle_to_matrix(b.reshape(3, 24, 3)))
+    by_mat = mean_joint_rotation_error(axis_angle_to_matrix(a.reshape(3, 24, 3)),
+                                       axis_angle_to_matrix(b.reshape(3, 24, 3)))
     np.testing.assert_allclose(by_aa, by_mat, atol=1e-10)
 
 
