@@ -18,9 +18,11 @@ keeps an ablation across them a pure change of granularity.
 from __future__ import annotations
 
 import numpy as np
+from PIL import Image
 
+from spin.data.crop import crop_matrix
 from spin.errors import UserError
-from spin.joints import NUM_OPENPOSE, SMPL_JOINT_NAMES
+from spin.joints import FLIP_PERM_SMPL, NUM_OPENPOSE, SMPL_JOINT_NAMES
 
 # (name, SMPL parts) per group. SMPL part j is the segment moved by joint j (SMPL_JOINT_NAMES).
 _HEAD = (12, 15)
@@ -64,6 +66,31 @@ def group_parts(part_map: np.ndarray, n_parts: int) -> np.ndarray:
     part_map = np.asarray(part_map).astype(np.int64)
     lookup = np.append(group_table(n_parts), -1)  # index −1 reads the appended background
     return lookup[part_map]
+
+
+def flip_part_map(part_map: np.ndarray) -> np.ndarray:
+    """Mirror a 24-part label map (H,W) left-right: columns reversed and left/right parts swapped."""
+    part_map = np.asarray(part_map)
+    lookup = np.append(FLIP_PERM_SMPL, -1).astype(part_map.dtype)
+    return np.ascontiguousarray(lookup[part_map.astype(np.int64)][:, ::-1])
+
+
+def crop_part_map(part_map: np.ndarray, center: np.ndarray, scale: float, res: int, rot_deg: float = 0.0,
+                  flip: bool = False) -> np.ndarray:
+    """The person crop of a 24-part label map, as `spin.data.augment.crop_image` crops the image.
+
+    Same affine (`crop_matrix`) and pixel-centre convention, but nearest-neighbour (labels do not
+    blend), background (−1) outside the image, and a flip that also swaps left and right parts.
+    Returns (res, res) int8.
+    """
+    labels = Image.fromarray((np.asarray(part_map).astype(np.int16) + 1).astype(np.uint8), mode="L")
+    matrix = crop_matrix(center, scale, res, rot_deg)
+    linear_inv = np.linalg.inv(matrix[:, :2])
+    offset_inv = -linear_inv @ matrix[:, 2]
+    coefficients = (*linear_inv[0], offset_inv[0], *linear_inv[1], offset_inv[1])
+    out = np.asarray(labels.transform((res, res), Image.Transform.AFFINE, coefficients,
+                                      resample=Image.Resampling.NEAREST, fillcolor=0)).astype(np.int8) - 1
+    return flip_part_map(out) if flip else out
 
 
 def silhouette(part_map: np.ndarray) -> np.ndarray:

@@ -6,10 +6,13 @@ import numpy as np
 import pytest
 import torch
 
+from spin.data.augment import crop_image
 from spin.data.render import face_parts, render_parts, vertex_parts
 from spin.data.representations import (
     PART_GROUPS,
     REPRESENTATIONS,
+    crop_part_map,
+    flip_part_map,
     group_parts,
     group_table,
     joint_heatmaps,
@@ -20,7 +23,7 @@ from spin.data.representations import (
 )
 from spin.data.synthetic import FOCAL_LENGTH, SynthConfig, make_keypoints, place_camera, sample_split
 from spin.errors import UserError
-from spin.joints import NUM_OPENPOSE
+from spin.joints import FLIP_PERM_SMPL, NUM_OPENPOSE
 
 SIZE = 64
 NOISE_FREE = SynthConfig(keypoint_noise_px=0.0, occlusion_prob=0.0)
@@ -126,3 +129,30 @@ def test_one_hot_and_channel_counts():
     assert [representation_channels(k) for k in REPRESENTATIONS] == [3, 1, 3, 6, 12, 24, 14, 24]
     with pytest.raises(UserError, match="data.synthetic.representation"):
         representation_channels("depth")
+
+
+def test_flipping_a_part_map_mirrors_it_and_swaps_sides(rendered):
+    _, part_map, _ = rendered[0]
+    flipped = flip_part_map(part_map)
+    assert np.array_equal(flip_part_map(flipped), part_map)
+    left, right = group_table(6) == 2, group_table(6) == 3  # left_arm, right_arm
+    mirrored_left = np.isin(part_map, np.flatnonzero(left))[:, ::-1]
+    assert np.array_equal(np.isin(flipped, np.flatnonzero(right)), mirrored_left)
+
+
+@pytest.mark.parametrize("rot_deg,flip", [(0.0, False), (25.0, False), (-40.0, True)])
+def test_cropped_part_map_lines_up_with_the_cropped_image(rendered, rot_deg, flip):
+    image, part_map, _ = rendered[1]
+    center, scale, res = np.array([30.0, 34.0]), 0.28, 48
+    labels = crop_part_map(part_map, center, scale, res, rot_deg, flip)
+    # paint the person white on black, crop it the image's way: where the labels are, it is bright
+    mask_image = np.repeat(np.where(part_map >= 0, 255, 0).astype(np.uint8)[..., None], 3, axis=2)
+    cropped = crop_image(mask_image, center, scale, res, rot_deg, flip)[..., 0]
+    inside = labels >= 0
+    assert inside.any() and (~inside).any()
+    assert (cropped[inside] > 0).mean() > 0.97 and (cropped[~inside] < 255).mean() > 0.97
+    seen = np.unique(part_map[part_map >= 0])
+    allowed = FLIP_PERM_SMPL[seen] if flip else seen
+    assert set(np.unique(labels[inside]).tolist()) <= set(allowed.tolist())
+    identity = crop_part_map(part_map, np.full(2, SIZE / 2), SIZE / 200, SIZE)
+    assert np.array_equal(identity, part_map)
