@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
+import torch.distributed as dist
 
 from spin.data.pose_bank import PoseBank, build_pose_bank
 from spin.errors import UserError
@@ -92,6 +93,9 @@ class AdversarialPrior:
         self.discriminator = HMRDiscriminator().to(self.device)
         self.optimizer = torch.optim.Adam(self.discriminator.parameters(), lr=config.lr,
                                           weight_decay=config.weight_decay)
+        if _distributed():  # every rank starts from rank 0's discriminator
+            for p in self.discriminator.parameters():
+                dist.broadcast(p.data, src=0)
 
     def real_batch(self, n: int) -> tuple[torch.Tensor, torch.Tensor]:
         """n bank bodies as body rotations (n,23,3,3) and betas (n,10) on the prior's device."""
@@ -120,6 +124,8 @@ class AdversarialPrior:
             d_loss = discriminator_loss(real, fake_detached)
             self.optimizer.zero_grad(set_to_none=True)
             d_loss.backward()
+            if _distributed():
+                _average_gradients(self.discriminator)
             self.optimizer.step()
             for p in d.parameters():
                 p.requires_grad_(False)
@@ -147,3 +153,18 @@ class AdversarialPrior:
         self.optimizer.load_state_dict(state["optimizer"])
         self.bank.load_state_dict(state["bank"])
 
+
+def _distributed() -> bool:
+    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+
+
+def _average_gradients(module: torch.nn.Module) -> None:
+    """All-reduce the discriminator's gradients to their mean over ranks (as DDP does for the encoder)."""
+    grads = [p.grad for p in module.parameters() if p.grad is not None]
+    flat = torch.cat([g.reshape(-1) for g in grads])
+    dist.all_reduce(flat)
+    flat /= dist.get_world_size()
+    offset = 0
+    for g in grads:
+        g.copy_(flat[offset:offset + g.numel()].view_as(g))
+        offset += g.numel()
