@@ -5,29 +5,26 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from spin.body.body_files import (
+    EXTRA_REGRESSOR_FILE,
+    FEMALE_MODEL_FILE,
+    H36M_REGRESSOR_FILE,
+    MALE_MODEL_FILE,
+    MEAN_PARAMS_FILE,
+    MODEL_FILE,
+    PRIOR_FILE,
+    BodyFiles,
+)
 from spin.errors import UserError
 from spin.paths import cache_dir
 
-MODEL_FILE = "SMPL_NEUTRAL.pkl"
-EXTRA_REGRESSOR_FILE = "J_regressor_extra.npy"
-PRIOR_FILE = "gmm_08.pkl"
-MEAN_PARAMS_FILE = "smpl_mean_params.npz"
 _VERSION_FILE = "synthetic_version.txt"
-
-
-@dataclass
-class BodyFiles:
-    """Paths of one body-model set. ``joint_regressor_extra`` None: it travels inside the model file."""
-
-    model: Path
-    joint_regressor_extra: Path | None
-    prior: Path | None
-    mean_params: Path | None
+_SYNTHETIC_SET = (MODEL_FILE, MALE_MODEL_FILE, FEMALE_MODEL_FILE, EXTRA_REGRESSOR_FILE,
+                  H36M_REGRESSOR_FILE, PRIOR_FILE, MEAN_PARAMS_FILE, _VERSION_FILE)
 
 
 def synthetic_dir(seed: int = 0) -> Path:
@@ -36,8 +33,7 @@ def synthetic_dir(seed: int = 0) -> Path:
 
 
 def _complete(folder: Path, version: str) -> bool:
-    names = (MODEL_FILE, EXTRA_REGRESSOR_FILE, PRIOR_FILE, MEAN_PARAMS_FILE, _VERSION_FILE)
-    if not all((folder / n).is_file() for n in names):
+    if not all((folder / n).is_file() for n in _SYNTHETIC_SET):
         return False
     return (folder / _VERSION_FILE).read_text().strip() == version
 
@@ -48,6 +44,9 @@ def _files_in(folder: Path) -> BodyFiles:
         joint_regressor_extra=folder / EXTRA_REGRESSOR_FILE,
         prior=folder / PRIOR_FILE,
         mean_params=folder / MEAN_PARAMS_FILE,
+        joint_regressor_h36m=folder / H36M_REGRESSOR_FILE,
+        model_male=folder / MALE_MODEL_FILE,
+        model_female=folder / FEMALE_MODEL_FILE,
     )
 
 
