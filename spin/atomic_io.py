@@ -25,7 +25,7 @@ def check_output_dir(path: str | Path, what: str = "Output folder") -> Path:
     """A folder to write into: refused when the path exists and is not a folder."""
     path = Path(path)
     if path.exists() and not path.is_dir():
-        raise UserError(f"{what} {path} is a file, not a folder; give a folder path (it is created if missing).")
+        raise UserError(f"{what} {path} is a file, not a folder; give a folder path.")
     return path
 
 

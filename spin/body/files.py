@@ -102,30 +102,56 @@ def resolve_body_files(
     joint_regressor_extra: str | Path | None = None,
     prior: str | Path | None = None,
     mean_params: str | Path | None = None,
+    joint_regressor_h36m: str | Path | None = None,
 ) -> BodyFiles:
     """The files a run uses.
 
     No ``body_model``: the synthetic set (generated on first use), with its own extra regressor;
-    given paths still override its prior / mean parameters. With a ``body_model``: the extra
-    regressor is the given one or the one inside the model file (the synthetic one would not fit a
-    real mesh); a missing prior or mean-parameters file falls back to the synthetic set's (they do
-    not depend on the mesh).
+    given paths still override its prior / mean parameters. ``body_model`` a folder (smplx / SPIN
+    layout, see ``spin.body.folders``): its neutral model, with the extras found in it by their
+    usual names unless given. ``body_model`` a file: the extra regressor is the given one or the
+    one inside the model file (the synthetic one would not fit a real mesh); gendered models and
+    the H36M regressor beside it are picked up. A missing prior or mean-parameters file falls back
+    to the synthetic set's (they do not depend on the mesh).
     """
-    model = _existing(body_model, "Body model", "--body-model")
+    from spin.body.folders import gendered_siblings, scan_body_folder
+
+    found: dict[str, Path] = {}
+    if body_model is not None and Path(body_model).expanduser().is_dir():
+        contents = scan_body_folder(body_model)
+        model: Path | None = contents.neutral
+        found = {**contents.extras, **{g: p for g, p in contents.models.items() if g != "neutral"}}
+    else:
+        model = _existing(body_model, "Body model", "--body-model")
+        if model is not None:
+            found = gendered_siblings(model)
     extra = _existing(joint_regressor_extra, "Extra joint regressor", "--joint-regressor-extra")
-    prior_path = _existing(prior, "Pose prior", "--prior")
-    mean_path = _existing(mean_params, "Mean parameters", "--mean-params")
+    h36m = _existing(joint_regressor_h36m, "H36M joint regressor", "--joint-regressor-h36m")
+    prior_path = _existing(prior, "Pose prior", "--prior") or found.get("prior")
+    mean_path = _existing(mean_params, "Mean parameters", "--mean-params") or found.get("mean_params")
+    extra = extra or found.get("joint_regressor_extra")
+    h36m = h36m or found.get("joint_regressor_h36m")
     synthetic = None
     if model is None or prior_path is None or mean_path is None:
         synthetic = ensure_synthetic_body(0)
     if model is None:
-        model = synthetic.model
-        extra = extra or synthetic.joint_regressor_extra
+        return BodyFiles(
+            model=synthetic.model,
+            joint_regressor_extra=extra or synthetic.joint_regressor_extra,
+            prior=prior_path or synthetic.prior,
+            mean_params=mean_path or synthetic.mean_params,
+            joint_regressor_h36m=h36m or synthetic.joint_regressor_h36m,
+            model_male=synthetic.model_male,
+            model_female=synthetic.model_female,
+        )
     return BodyFiles(
         model=model,
         joint_regressor_extra=extra,
         prior=prior_path or synthetic.prior,
         mean_params=mean_path or synthetic.mean_params,
+        joint_regressor_h36m=h36m,
+        model_male=found.get("male"),
+        model_female=found.get("female"),
     )
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from spin.atomic_io import check_output_dir
+from spin.atomic_io import atomic_output, check_output_dir
 from spin.body.body_files import (
     EXTRA_REGRESSOR_FILE,
     FEMALE_MODEL_FILE,
@@ -146,8 +146,13 @@ def fit_pose_prior(seed: int = 0, n_samples: int = 4000, n_components: int = 8) 
 
 
 def _pickle(arrays: dict[str, np.ndarray], path: Path) -> None:
-    with open(path, "wb") as fh:
+    with atomic_output(path) as tmp, open(tmp, "wb") as fh:
         pickle.dump(arrays, fh, protocol=4)
+
+
+def _save_npy(array: np.ndarray, path: Path) -> None:
+    with atomic_output(path) as tmp:
+        np.save(tmp, array)
 
 
 def synthesize_body(out_dir: str | Path, seed: int = 0) -> BodyFiles:
@@ -163,15 +168,13 @@ def synthesize_body(out_dir: str | Path, seed: int = 0) -> BodyFiles:
     _pickle(arrays, out / MODEL_FILE)
     _pickle(gendered_arrays(arrays, "male", seed), out / MALE_MODEL_FILE)
     _pickle(gendered_arrays(arrays, "female", seed), out / FEMALE_MODEL_FILE)
-    np.save(out / EXTRA_REGRESSOR_FILE, arrays["J_regressor_extra"])
-    np.save(out / H36M_REGRESSOR_FILE, h36m_regressor(arrays))
-    save_gmm(fit_pose_prior(seed), out / PRIOR_FILE)
-    np.savez(
-        out / MEAN_PARAMS_FILE,
-        pose=_axis_angle_to_rot6d(mean_pose()),
-        shape=np.zeros(NUM_BETAS),
-        cam=np.array([0.9, 0.0, 0.0]),
-    )
+    _save_npy(arrays["J_regressor_extra"], out / EXTRA_REGRESSOR_FILE)
+    _save_npy(h36m_regressor(arrays), out / H36M_REGRESSOR_FILE)
+    with atomic_output(out / PRIOR_FILE) as tmp:
+        save_gmm(fit_pose_prior(seed), tmp)
+    with atomic_output(out / MEAN_PARAMS_FILE) as tmp:
+        np.savez(tmp, pose=_axis_angle_to_rot6d(mean_pose()), shape=np.zeros(NUM_BETAS),
+                 cam=np.array([0.9, 0.0, 0.0]))
     return BodyFiles(
         model=out / MODEL_FILE,
         joint_regressor_extra=out / EXTRA_REGRESSOR_FILE,
