@@ -126,7 +126,7 @@ def _model_table(path: Path, joint_regressor_extra: Optional[Path]):
 
 @body_app.command("convert")
 def convert(
-    src: Path = typer.Argument(..., help="SMPL .pkl (official chumpy pickles too) or .npz, or a model folder."),
+    src: Path = typer.Argument(..., help="SMPL .pkl or .npz (official chumpy pickles too), or a folder."),
     dst: Path = typer.Argument(..., help="Output .npz."),
     joint_regressor_extra: Optional[Path] = typer.Option(
         None, "--joint-regressor-extra", help="Embed this J_regressor_extra.npy in the output."
