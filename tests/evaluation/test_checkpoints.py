@@ -16,7 +16,8 @@ from spin.models.checkpoints import project_to_spin_state
 
 def _means(seed: int = 0) -> dict[str, np.ndarray]:
     rng = np.random.default_rng(seed)
-    return {"pose": rng.standard_normal(144).astype(np.float32), "shape": rng.standard_normal(10).astype(np.float32),
+    return {"pose": rng.standard_normal(144).astype(np.float32),
+            "shape": rng.standard_normal(10).astype(np.float32),
             "cam": np.array([0.9, 0.1, -0.1], np.float32)}
 
 
