@@ -22,7 +22,8 @@ def _json_safe(metrics: dict) -> dict:
 
 def eval_command(
     checkpoint: Path = typer.Option(
-        ..., "--checkpoint", help="A run's checkpoint (last.pt, round_XXX/...) or SPIN's model_checkpoint.pt."),
+        ..., "--checkpoint",
+        help="A run's checkpoint (last.pt, round_XXX/...) or SPIN's model_checkpoint.pt"),
     data: Path = typer.Option(..., "--data", help="SPIN-format test .npz."),
     images: Optional[Path] = typer.Option(
         None, "--images", help="Image folder or .h5 pack (default: the npz's folder)."),
