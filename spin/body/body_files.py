@@ -30,6 +30,19 @@ class BodyFiles:
     model_male: Path | None = None
     model_female: Path | None = None
 
+    @classmethod
+    def in_folder(cls, folder: Path) -> BodyFiles:
+        """The complete set under its usual file names in ``folder`` (as the synthetic set is written)."""
+        return cls(
+            model=folder / MODEL_FILE,
+            joint_regressor_extra=folder / EXTRA_REGRESSOR_FILE,
+            prior=folder / PRIOR_FILE,
+            mean_params=folder / MEAN_PARAMS_FILE,
+            joint_regressor_h36m=folder / H36M_REGRESSOR_FILE,
+            model_male=folder / MALE_MODEL_FILE,
+            model_female=folder / FEMALE_MODEL_FILE,
+        )
+
     def gendered(self, gender: str) -> Path | None:
         """The model for SPIN's gender code: 'm' → male, 'f' → female, anything else → None."""
         return {"m": self.model_male, "f": self.model_female}.get(gender)

@@ -38,18 +38,6 @@ def _complete(folder: Path, version: str) -> bool:
     return (folder / _VERSION_FILE).read_text().strip() == version
 
 
-def _files_in(folder: Path) -> BodyFiles:
-    return BodyFiles(
-        model=folder / MODEL_FILE,
-        joint_regressor_extra=folder / EXTRA_REGRESSOR_FILE,
-        prior=folder / PRIOR_FILE,
-        mean_params=folder / MEAN_PARAMS_FILE,
-        joint_regressor_h36m=folder / H36M_REGRESSOR_FILE,
-        model_male=folder / MALE_MODEL_FILE,
-        model_female=folder / FEMALE_MODEL_FILE,
-    )
-
-
 def ensure_synthetic_body(seed: int = 0) -> BodyFiles:
     """The synthetic set in the cache, generated on first use.
 
@@ -62,7 +50,7 @@ def ensure_synthetic_body(seed: int = 0) -> BodyFiles:
     version = str(SYNTHETIC_VERSION)
     target = synthetic_dir(seed)
     if _complete(target, version):
-        return _files_in(target)
+        return BodyFiles.in_folder(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
     try:
@@ -85,7 +73,7 @@ def ensure_synthetic_body(seed: int = 0) -> BodyFiles:
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
-    return _files_in(target)
+    return BodyFiles.in_folder(target)
 
 
 def _existing(path: str | Path | None, what: str, flag: str) -> Path | None:

@@ -175,12 +175,4 @@ def synthesize_body(out_dir: str | Path, seed: int = 0) -> BodyFiles:
     with atomic_output(out / MEAN_PARAMS_FILE) as tmp:
         np.savez(tmp, pose=_axis_angle_to_rot6d(mean_pose()), shape=np.zeros(NUM_BETAS),
                  cam=np.array([0.9, 0.0, 0.0]))
-    return BodyFiles(
-        model=out / MODEL_FILE,
-        joint_regressor_extra=out / EXTRA_REGRESSOR_FILE,
-        prior=out / PRIOR_FILE,
-        mean_params=out / MEAN_PARAMS_FILE,
-        joint_regressor_h36m=out / H36M_REGRESSOR_FILE,
-        model_male=out / MALE_MODEL_FILE,
-        model_female=out / FEMALE_MODEL_FILE,
-    )
+    return BodyFiles.in_folder(out)
