@@ -5,29 +5,26 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from spin.body.body_files import (
+    EXTRA_REGRESSOR_FILE,
+    FEMALE_MODEL_FILE,
+    H36M_REGRESSOR_FILE,
+    MALE_MODEL_FILE,
+    MEAN_PARAMS_FILE,
+    MODEL_FILE,
+    PRIOR_FILE,
+    BodyFiles,
+)
 from spin.errors import UserError
 from spin.paths import cache_dir
 
-MODEL_FILE = "SMPL_NEUTRAL.pkl"
-EXTRA_REGRESSOR_FILE = "J_regressor_extra.npy"
-PRIOR_FILE = "gmm_08.pkl"
-MEAN_PARAMS_FILE = "smpl_mean_params.npz"
 _VERSION_FILE = "synthetic_version.txt"
-
-
-@dataclass
-class BodyFiles:
-    """Paths of one body-model set. ``joint_regressor_extra`` None: it travels inside the model file."""
-
-    model: Path
-    joint_regressor_extra: Path | None
-    prior: Path | None
-    mean_params: Path | None
+_SYNTHETIC_SET = (MODEL_FILE, MALE_MODEL_FILE, FEMALE_MODEL_FILE, EXTRA_REGRESSOR_FILE,
+                  H36M_REGRESSOR_FILE, PRIOR_FILE, MEAN_PARAMS_FILE, _VERSION_FILE)
 
 
 def synthetic_dir(seed: int = 0) -> Path:
@@ -36,19 +33,9 @@ def synthetic_dir(seed: int = 0) -> Path:
 
 
 def _complete(folder: Path, version: str) -> bool:
-    names = (MODEL_FILE, EXTRA_REGRESSOR_FILE, PRIOR_FILE, MEAN_PARAMS_FILE, _VERSION_FILE)
-    if not all((folder / n).is_file() for n in names):
+    if not all((folder / n).is_file() for n in _SYNTHETIC_SET):
         return False
     return (folder / _VERSION_FILE).read_text().strip() == version
-
-
-def _files_in(folder: Path) -> BodyFiles:
-    return BodyFiles(
-        model=folder / MODEL_FILE,
-        joint_regressor_extra=folder / EXTRA_REGRESSOR_FILE,
-        prior=folder / PRIOR_FILE,
-        mean_params=folder / MEAN_PARAMS_FILE,
-    )
 
 
 def ensure_synthetic_body(seed: int = 0) -> BodyFiles:
@@ -63,7 +50,7 @@ def ensure_synthetic_body(seed: int = 0) -> BodyFiles:
     version = str(SYNTHETIC_VERSION)
     target = synthetic_dir(seed)
     if _complete(target, version):
-        return _files_in(target)
+        return BodyFiles.in_folder(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
     try:
@@ -86,7 +73,7 @@ def ensure_synthetic_body(seed: int = 0) -> BodyFiles:
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
-    return _files_in(target)
+    return BodyFiles.in_folder(target)
 
 
 def _existing(path: str | Path | None, what: str, flag: str) -> Path | None:
@@ -103,30 +90,56 @@ def resolve_body_files(
     joint_regressor_extra: str | Path | None = None,
     prior: str | Path | None = None,
     mean_params: str | Path | None = None,
+    joint_regressor_h36m: str | Path | None = None,
 ) -> BodyFiles:
     """The files a run uses.
 
     No ``body_model``: the synthetic set (generated on first use), with its own extra regressor;
-    given paths still override its prior / mean parameters. With a ``body_model``: the extra
-    regressor is the given one or the one inside the model file (the synthetic one would not fit a
-    real mesh); a missing prior or mean-parameters file falls back to the synthetic set's (they do
-    not depend on the mesh).
+    given paths still override its prior / mean parameters. ``body_model`` a folder (smplx / SPIN
+    layout, see ``spin.body.folders``): its neutral model, with the extras found in it by their
+    usual names unless given. ``body_model`` a file: the extra regressor is the given one or the
+    one inside the model file (the synthetic one would not fit a real mesh); gendered models and
+    the H36M regressor beside it are picked up. A missing prior or mean-parameters file falls back
+    to the synthetic set's (they do not depend on the mesh).
     """
-    model = _existing(body_model, "Body model", "--body-model")
+    from spin.body.folders import gendered_siblings, scan_body_folder
+
+    found: dict[str, Path] = {}
+    if body_model is not None and Path(body_model).expanduser().is_dir():
+        contents = scan_body_folder(body_model)
+        model: Path | None = contents.neutral
+        found = {**contents.extras, **{g: p for g, p in contents.models.items() if g != "neutral"}}
+    else:
+        model = _existing(body_model, "Body model", "--body-model")
+        if model is not None:
+            found = gendered_siblings(model)
     extra = _existing(joint_regressor_extra, "Extra joint regressor", "--joint-regressor-extra")
-    prior_path = _existing(prior, "Pose prior", "--prior")
-    mean_path = _existing(mean_params, "Mean parameters", "--mean-params")
+    h36m = _existing(joint_regressor_h36m, "H36M joint regressor", "--joint-regressor-h36m")
+    prior_path = _existing(prior, "Pose prior", "--prior") or found.get("prior")
+    mean_path = _existing(mean_params, "Mean parameters", "--mean-params") or found.get("mean_params")
+    extra = extra or found.get("joint_regressor_extra")
+    h36m = h36m or found.get("joint_regressor_h36m")
     synthetic = None
     if model is None or prior_path is None or mean_path is None:
         synthetic = ensure_synthetic_body(0)
     if model is None:
-        model = synthetic.model
-        extra = extra or synthetic.joint_regressor_extra
+        return BodyFiles(
+            model=synthetic.model,
+            joint_regressor_extra=extra or synthetic.joint_regressor_extra,
+            prior=prior_path or synthetic.prior,
+            mean_params=mean_path or synthetic.mean_params,
+            joint_regressor_h36m=h36m or synthetic.joint_regressor_h36m,
+            model_male=synthetic.model_male,
+            model_female=synthetic.model_female,
+        )
     return BodyFiles(
         model=model,
         joint_regressor_extra=extra,
         prior=prior_path or synthetic.prior,
         mean_params=mean_path or synthetic.mean_params,
+        joint_regressor_h36m=h36m,
+        model_male=found.get("male"),
+        model_female=found.get("female"),
     )
 
 

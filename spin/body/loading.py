@@ -126,8 +126,6 @@ class BodyModelArrays:
 def _read_raw(path: Path) -> dict[str, Any]:
     if not path.exists():
         raise UserError(f"Body model file {path} does not exist; pass the path of an SMPL .pkl or .npz file.")
-    if path.is_dir():
-        raise UserError(f"Body model path {path} is a folder; pass the SMPL .pkl or .npz file inside it.")
     suffix = path.suffix.lower()
     try:
         if suffix == ".npz":
@@ -188,6 +186,12 @@ def load_body_arrays(path: str | Path, joint_regressor_extra: str | Path | None 
     model, or arrays of the wrong shape.
     """
     path = Path(path)
+    if path.is_dir():  # a smplx / SPIN model folder: its neutral model and its extra regressor
+        from spin.body.folders import scan_body_folder
+
+        contents = scan_body_folder(path)
+        path = contents.neutral
+        joint_regressor_extra = joint_regressor_extra or contents.extras.get("joint_regressor_extra")
     raw = _read_raw(path)
     missing = [k for k in REQUIRED_KEYS if k not in raw]
     if missing:
@@ -231,14 +235,20 @@ def load_body_arrays(path: str | Path, joint_regressor_extra: str | Path | None 
     return BodyModelArrays(path=path, J_regressor_extra=extra, synthetic="spin_synthetic" in raw, **arrays)
 
 
-def save_body_npz(arrays: BodyModelArrays, out: str | Path) -> Path:
-    """Write the arrays as an uncompressed .npz under SMPL's keys (J_regressor_extra included if present)."""
-    out = Path(out)
+def save_body_npz(arrays: BodyModelArrays, out: str | Path, force: bool = False) -> Path:
+    """Write the arrays as an uncompressed .npz under SMPL's keys (J_regressor_extra included if present).
+
+    The file appears complete or not at all (temporary name + rename); an existing file is kept
+    unless ``force``.
+    """
+    from spin.atomic_io import atomic_output, check_new_output
+
+    out = check_new_output(out, force, "Output file")
     if out.suffix.lower() != ".npz":
         raise UserError(f"Output file {out} must end in .npz.")
-    out.parent.mkdir(parents=True, exist_ok=True)
     data = arrays.as_dict()
     if arrays.synthetic:
         data["spin_synthetic"] = np.array(True)
-    np.savez(out, **data)
+    with atomic_output(out) as tmp:
+        np.savez(tmp, **data)
     return out

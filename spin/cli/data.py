@@ -40,10 +40,16 @@ def synth_command(
     image_format: Annotated[str, typer.Option("--image-format", help="png (lossless) or jpg.")] = "png",
     body_model: BodyModelOption = None,
     joint_regressor_extra: JointRegressorExtraOption = None,
+    force: Annotated[bool, typer.Option("--force", help="Replace a dataset already in OUT.")] = False,
 ) -> None:
     """Render people from the body model as colour-coded body parts, with keypoints, into SPIN's format."""
     import torch
 
+    from spin.atomic_io import check_new_output, check_output_dir
+
+    check_output_dir(out, "Dataset output folder")
+    for split in ("train", "test"):  # the files synthesize_dataset writes
+        check_new_output(out / f"synthetic_{split}.npz", force, "Dataset file")
     from spin.body import BodyModel, resolve_body_files
     from spin.data.synthetic import SynthConfig, synthesize_dataset
 
@@ -72,6 +78,7 @@ def pack_command(
     data: Annotated[Path, typer.Option("--data", help="SPIN-format dataset .npz.")],
     images: Annotated[Path, typer.Option("--images", help="Folder its imgname paths are relative to.")],
     out: Annotated[Path, typer.Option("--out", help="HDF5 pack to write (e.g. PACK.h5).")],
+    force: Annotated[bool, typer.Option("--force", help="Replace OUT if it exists.")] = False,
 ) -> None:
     """Pack a dataset's image files (bytes as they are) and annotations into one HDF5 file."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
@@ -87,7 +94,7 @@ def pack_command(
         bar.update(task, completed=done, total=total)
 
     try:
-        pack_images(data, images, out, progress=advance)
+        pack_images(data, images, out, progress=advance, force=force)
     finally:
         if bar.live.is_started:
             bar.stop()

@@ -1,10 +1,12 @@
 """HDF5 image packs: one file with a dataset's encoded images, for fast I/O on cluster filesystems.
 
-Layout (format `spin-image-pack`, version 1):
+Layout (format `spin-image-pack`, version 2; version 1 packs, without checksums, stay readable):
 
 * `names` (M,) variable-length UTF-8 strings: the `imgname` of each stored image (unique);
 * `images` (M,) variable-length uint8: each image file's bytes exactly as on disk (PNG/JPEG), so
   decoding a packed image gives the same pixels as decoding the file;
+* `crc32` (M,) uint32: the CRC-32 of each image's bytes, checked on every read, so a damaged pack
+  is a clear error naming the pack and the row instead of a wrong image or a decoder crash;
 * `annotations/<key>`: the arrays of the SPIN `.npz` the pack was made from (for reference; the
   dataset still reads its annotations from the `.npz`).
 
@@ -14,27 +16,50 @@ Readers look images up by name, so a pack serves any annotation file over the sa
 
 from __future__ import annotations
 
+import io
 import os
+import zlib
 from collections.abc import Callable
 from pathlib import Path
 
 import h5py
 import numpy as np
+from PIL import Image
 
 from spin.errors import UserError
 
 PACK_FORMAT = "spin-image-pack"
-PACK_VERSION = 1
+PACK_VERSION = 2
+READABLE_VERSIONS = (1, 2)
+
+
+def _checked_image_bytes(path: Path, row: int, data_npz: Path) -> bytes:
+    """The bytes of an image file after checking that they decode completely (any truncation or
+    corruption is a UserError naming the file and its row)."""
+    raw = path.read_bytes()
+    try:
+        with Image.open(io.BytesIO(raw)) as image:
+            image.load()  # decodes every pixel: truncated files fail here, not in training
+    except Exception as exc:  # noqa: BLE001 - PIL raises many kinds for bad files
+        raise UserError(f"Image {path} (row {row} of {data_npz.name}) is damaged or not an image "
+                        f"({type(exc).__name__}); replace the file, then pack again.") from None
+    return raw
 
 
 def pack_images(data_npz: str | Path, image_root: str | Path, out_path: str | Path,
-                progress: Callable[[int, int], None] | None = None) -> Path:
+                progress: Callable[[int, int], None] | None = None, force: bool = False) -> Path:
     """Write the images of a SPIN `.npz` (paths `imgname` relative to image_root) into one HDF5 pack.
 
-    `progress(done, total)` is called after each image. Written to a temporary file and renamed, so
-    an interrupted run never leaves a half-written pack under the final name. Returns out_path.
+    The annotations are validated as the datasets read them, and every image is decoded before it
+    is packed; each image's CRC-32 is stored. `progress(done, total)` is called after each image.
+    Written to a temporary file and renamed, so an interrupted run never leaves a half-written pack
+    under the final name; an existing `out_path` is kept unless `force`. Returns out_path.
     """
-    data_npz, image_root, out_path = Path(data_npz), Path(image_root), Path(out_path)
+    from spin.atomic_io import check_new_output
+    from spin.data.spin_format import load_spin_npz
+
+    data_npz, image_root = Path(data_npz), Path(image_root)
+    out_path = check_new_output(out_path, force, "Image pack")
     if not data_npz.is_file():
         raise UserError(f"Dataset file {data_npz} does not exist; pass a SPIN-format .npz to --data.")
     if not image_root.is_dir():
@@ -44,7 +69,11 @@ def pack_images(data_npz: str | Path, image_root: str | Path, out_path: str | Pa
         arrays = {key: np.asarray(raw[key]) for key in raw.files}
     if "imgname" not in arrays:
         raise UserError(f"{data_npz} has no 'imgname' array; it is not a SPIN-format dataset file.")
+    load_spin_npz(data_npz)  # the annotations as training reads them: shapes, NaN/Inf, scales
     names = list(dict.fromkeys(str(name) for name in arrays["imgname"]))
+    first_row = {}
+    for row, name in enumerate(str(n) for n in arrays["imgname"]):
+        first_row.setdefault(name, row)
     missing = [name for name in names if not (image_root / name).is_file()]
     if missing:
         raise UserError(f"{len(missing)} of {len(names)} images of {data_npz} are missing under {image_root} "
@@ -58,10 +87,14 @@ def pack_images(data_npz: str | Path, image_root: str | Path, out_path: str | Pa
             h5.attrs["source"] = str(data_npz.name)
             h5.create_dataset("names", data=np.array(names, dtype=object), dtype=h5py.string_dtype("utf-8"))
             images = h5.create_dataset("images", shape=(len(names),), dtype=h5py.vlen_dtype(np.uint8))
+            crc = np.zeros(len(names), dtype=np.uint32)
             for i, name in enumerate(names):
-                images[i] = np.frombuffer((image_root / name).read_bytes(), dtype=np.uint8)
+                raw = _checked_image_bytes(image_root / name, first_row[name], data_npz)
+                images[i] = np.frombuffer(raw, dtype=np.uint8)
+                crc[i] = zlib.crc32(raw)
                 if progress is not None:
                     progress(i + 1, len(names))
+            h5.create_dataset("crc32", data=crc)
             group = h5.create_group("annotations")
             for key, value in arrays.items():
                 if value.dtype.kind in "UOS":
@@ -75,13 +108,21 @@ def pack_images(data_npz: str | Path, image_root: str | Path, out_path: str | Pa
     return out_path
 
 
+def _damaged(path: Path, exc: BaseException) -> UserError:
+    return UserError(f"Image pack {path} is damaged or truncated ({type(exc).__name__}); re-create it "
+                     "with `spin data pack`.")
+
+
 def is_image_pack(path: str | Path) -> bool:
-    """True when `path` is an HDF5 file written by `pack_images`."""
+    """True when `path` is an HDF5 file written by `pack_images` (a damaged one: a UserError)."""
     path = Path(path)
     if not path.is_file() or not h5py.is_hdf5(path):
         return False
-    with h5py.File(path, "r") as h5:
-        return h5.attrs.get("format") == PACK_FORMAT
+    try:
+        with h5py.File(path, "r") as h5:
+            return h5.attrs.get("format") == PACK_FORMAT
+    except OSError as exc:
+        raise _damaged(path, exc) from None
 
 
 class ImagePack:
@@ -96,12 +137,20 @@ class ImagePack:
         if not is_image_pack(self.path):
             raise UserError(f"{self.path} is not an image pack written by `spin data pack`; pass a pack "
                             "or an image folder.")
-        with h5py.File(self.path, "r") as h5:
-            version = int(h5.attrs.get("version", 0))
-            if version != PACK_VERSION:
-                raise UserError(f"{self.path} is image-pack version {version}, this code reads version "
-                                f"{PACK_VERSION}; re-run `spin data pack`.")
-            names = h5["names"].asstr()[()]
+        try:
+            with h5py.File(self.path, "r") as h5:
+                version = int(h5.attrs.get("version", 0))
+                if version not in READABLE_VERSIONS:
+                    raise UserError(f"{self.path} is image-pack version {version}, this code reads versions "
+                                    f"{READABLE_VERSIONS}; re-run `spin data pack`.")
+                names = h5["names"].asstr()[()]
+                count = h5["images"].shape[0]
+                self.crc32 = np.asarray(h5["crc32"][()], dtype=np.uint32) if "crc32" in h5 else None
+        except (OSError, KeyError, ValueError) as exc:
+            raise _damaged(self.path, exc) from None
+        if count != len(names) or (self.crc32 is not None and len(self.crc32) != len(names)):
+            raise UserError(f"Image pack {self.path} is inconsistent ({len(names)} names, {count} images); "
+                            "re-create it with `spin data pack`.")
         self.index = {str(name): i for i, name in enumerate(names)}
         self._file: h5py.File | None = None
         self._pid: int | None = None
@@ -113,12 +162,22 @@ class ImagePack:
         return len(self.index)
 
     def read(self, name: str) -> bytes:
-        """The stored file bytes of image `name` (KeyError if absent)."""
+        """The stored file bytes of image `name` (KeyError if absent), checked against the stored
+        CRC-32; damage is a UserError naming the pack, the row and the image."""
         row = self.index[name]
-        if self._file is None or self._pid != os.getpid():
-            self._file = h5py.File(self.path, "r")
-            self._pid = os.getpid()
-        return self._file["images"][row].tobytes()
+        try:
+            if self._file is None or self._pid != os.getpid():
+                self._file = h5py.File(self.path, "r")
+                self._pid = os.getpid()
+            raw = self._file["images"][row].tobytes()
+        except (OSError, KeyError, ValueError) as exc:
+            raise UserError(f"Image pack {self.path}: row {row} ('{name}') cannot be read "
+                            f"({type(exc).__name__}); the pack is damaged — re-create it with "
+                            "`spin data pack`.") from None
+        if self.crc32 is not None and zlib.crc32(raw) != int(self.crc32[row]):
+            raise UserError(f"Image pack {self.path}: row {row} ('{name}') fails its checksum; the pack is "
+                            "damaged — re-create it with `spin data pack`.")
+        return raw
 
     def close(self) -> None:
         if self._file is not None and self._pid == os.getpid():

@@ -1,4 +1,4 @@
-"""`spin eval`: score a checkpoint on a SPIN-format test file."""
+"""`spin eval`: score a checkpoint (this project's or SPIN's) on a SPIN-format test file."""
 
 from __future__ import annotations
 
@@ -6,46 +6,72 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader
 
-from spin.evaluation.evaluate import EvalResult, evaluate_model
+from spin.evaluation.protocol_eval import ProtocolResult
 
 
 def evaluate_checkpoint(checkpoint: str | Path, data: str | Path, images: str | Path | None = None,
                         batch_size: int = 64, device: str = "auto", out: str | Path | None = None,
-                        num_workers: int = 0) -> EvalResult:
-    """Rebuild the regressor and body model of `checkpoint` (its saved config) and evaluate it on
-    `data` (a SPIN `.npz`; images from `images` or the npz's folder). `out`: write an `.npz` with
-    the keys, predictions (`pose`, `betas`, `cam`, `joints`) and per-sample errors (mm)."""
+                        num_workers: int = 0, protocol: str | None = None,
+                        body_model: str | Path | None = None,
+                        joint_regressor_extra: str | Path | None = None,
+                        joint_regressor_h36m: str | Path | None = None,
+                        img_res: int | None = None) -> ProtocolResult:
+    """Rebuild the regressor of `checkpoint` and evaluate it on `data` (a SPIN `.npz`; images from
+    `images` or the npz's folder) under `protocol` (default: SPIN's protocol for SPIN's test file
+    names, else "synthetic").
+
+    Body model: `body_model` (file or folder) when given, else the checkpoint's saved config
+    (this project's checkpoints) or the synthetic model (SPIN's, which carry no config). Input
+    resolution: `img_res`, else the saved config's, else 224. `out`: an `.npz` with `pose` (N,72),
+    `betas` (N,10), `cam` (N,3), `sample_index` and the per-sample errors (`error_<metric>`, with
+    `error_sample_index` naming their rows), written to exactly that path (temporary name + rename).
+    """
     from spin.body import BodyModel, resolve_body_files
-    from spin.config import config_from_dict
     from spin.data.datasets import SpinImageDataset
-    from spin.models import Regressor
-    from spin.training.checkpoint import load_checkpoint
+    from spin.evaluation.protocol_eval import evaluate_protocol, gendered_bodies, load_h36m_regressor
+    from spin.evaluation.protocols import PROTOCOLS, protocol_for_file
+    from spin.models import ModelConfig, read_regressor
     from spin.training.trainer import select_device
 
-    state = load_checkpoint(checkpoint)
-    config = config_from_dict(state["config"])
     dev = select_device(device)
-    body_files = resolve_body_files(config.body.body_model, config.body.joint_regressor_extra,
-                                    config.body.prior, config.body.mean_params)
-    body = BodyModel.from_files(body_files).to(dev)
-    placeholder = {"pose": np.zeros(144, np.float32), "shape": np.zeros(10, np.float32),
-                   "cam": np.zeros(3, np.float32)}  # overwritten by the checkpoint's buffers
-    model = Regressor(config.model, placeholder)
-    model.load_state_dict(state["model"])
-    model.to(dev)
-    dataset = SpinImageDataset(data, images, img_res=config.model.img_res, augment=None)
-    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers,
-                        pin_memory=dev.type == "cuda")
+    loaded = read_regressor(checkpoint, ModelConfig(img_res=img_res) if img_res else None)
+    saved = loaded.config
+    body_cfg = saved.body if saved is not None else None
+    files = resolve_body_files(
+        body_model if body_model is not None else (body_cfg.body_model if body_cfg else None),
+        joint_regressor_extra if joint_regressor_extra is not None
+        else (body_cfg.joint_regressor_extra if body_cfg and body_model is None else None),
+        body_cfg.prior if body_cfg else None, body_cfg.mean_params if body_cfg else None,
+        joint_regressor_h36m=joint_regressor_h36m)
+    body = BodyModel.from_files(files).to(dev)
+    model = loaded.model.to(dev)
+    res = img_res or (saved.model.img_res if saved is not None else model.config.img_res)
+    dataset = SpinImageDataset(data, images, img_res=res, augment=None)
+    name = protocol or protocol_for_file(Path(data).stem)
+    spec = PROTOCOLS.get(name)
+    h36m = None
+    if spec is not None and spec.needs_h36m_regressor:
+        h36m = load_h36m_regressor(files.joint_regressor_h36m, name)
+    by_gender = gendered_bodies(files, body) if spec and spec.gt_source == "smpl_gendered" else None
     amp = None
-    if dev.type == "cuda":
-        amp = {"off": None, "bf16": torch.bfloat16, "fp16": torch.float16}[config.optim.amp]
-    result = evaluate_model(model, body, loader, dev, amp_dtype=amp)
+    if dev.type == "cuda" and saved is not None:
+        amp = {"off": None, "bf16": torch.bfloat16, "fp16": torch.float16}[saved.optim.amp]
+    result = evaluate_protocol(model, body, dataset, name, h36m, by_gender, batch_size=batch_size,
+                               device=dev, amp_dtype=amp, num_workers=num_workers)
     if out is not None:
-        out = Path(out)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        arrays = {k: v for k, v in result.predictions.items()}
-        arrays.update({f"error_{k}": v for k, v in result.per_sample.items()})
-        np.savez(out, **arrays)
+        write_predictions(result, out)
     return result
+
+
+def write_predictions(result: ProtocolResult, out: str | Path) -> Path:
+    """The predictions and per-sample errors as an `.npz` at exactly `out` (temporary name + rename)."""
+    from spin.atomic_io import atomic_output, check_new_output
+
+    out = check_new_output(out, force=True, what="Predictions file")
+    arrays = dict(result.predictions)
+    arrays.update({f"error_{k}": v for k, v in result.per_sample.items()})
+    arrays["protocol"] = np.array(result.protocol)
+    with atomic_output(out) as tmp, open(tmp, "wb") as fh:  # a file handle: savez adds no ".npz"
+        np.savez(fh, **arrays)
+    return out

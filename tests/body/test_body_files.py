@@ -20,8 +20,9 @@ from spin.errors import UserError
 
 def _copy_set(src: BodyFiles, dst):
     dst.mkdir(parents=True, exist_ok=True)
-    for path in (src.model, src.joint_regressor_extra, src.prior, src.mean_params):
-        shutil.copy(path, dst / path.name)
+    for path in src.model.parent.iterdir():  # the whole set, whatever files it holds
+        if path.is_file() and path.name != "synthetic_version.txt":
+            shutil.copy(path, dst / path.name)
 
 
 def test_first_use_generated_into_the_cache(body_cache):

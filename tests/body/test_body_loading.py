@@ -140,7 +140,7 @@ def test_missing_file(tmp_path):
 
 
 def test_folder_and_wrong_suffix(tmp_path):
-    _assert_user_error("is a folder", load_body_arrays, tmp_path)
+    _assert_user_error("holds no SMPL model file", load_body_arrays, tmp_path)
     (tmp_path / "model.txt").write_text("hello")
     _assert_user_error(r"must end in \.pkl or \.npz", load_body_arrays, tmp_path / "model.txt")
 
