@@ -165,7 +165,7 @@ def test_improved_counts_better_fits_of_keys_already_stored(pool_and_store):
 def test_fractions_are_over_the_fitted_jobs(pool_and_store):
     pool, _, _ = pool_and_store
     for loss in (10.0, 5.0, 7.0):  # this test's own work: it must pass run alone
-        pool.submit(make_batch("frac", loss=loss), block=True)
+        pool.submit(make_batch("q", loss=loss), block=True)
     assert pool.wait_idle(timeout=60)
     stats = pool.stats()
     assert stats["fitted"] > 0
