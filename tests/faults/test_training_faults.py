@@ -69,10 +69,13 @@ def test_an_address_that_accepts_but_is_no_ray_cluster_gives_up_after_the_timeou
 
 @pytest.mark.parametrize("device", ["tpu", "cuda:x", "gpu"])
 def test_an_unknown_device_is_a_config_error(device):
+    from spin.config_loading import load_config
     from spin.training.trainer import select_device
 
     with pytest.raises(UserError, match="device"):
         select_device(device)
+    with pytest.raises(UserError, match="Config key device"):  # already when the config loads
+        load_config(TrainConfig, None, [f"device={device}"])
 
 
 def test_resume_with_an_architecture_override_names_the_key(tmp_path):
