@@ -27,6 +27,16 @@ if TYPE_CHECKING:
     from spin.config import TrainConfig
 
 
+def close_all(closers: list[Callable[[], None]]) -> None:
+    """Run and remove `closers`, last added first; teardown goes on whatever one of them raises."""
+    while closers:
+        closer = closers.pop()
+        try:
+            closer()
+        except Exception:  # noqa: BLE001 - one failing part must not keep the others running
+            pass
+
+
 class Fitting(Protocol):
     """What the trainer needs of fitting, whichever the mode.
 
@@ -158,12 +168,7 @@ class AsyncFitting:
         self.writer.record_round(number, summary)
 
     def close(self) -> None:
-        while self._closers:
-            closer = self._closers.pop()
-            try:
-                closer()
-            except Exception:  # noqa: BLE001 - teardown goes on whatever one part says
-                pass
+        close_all(self._closers)
 
 
 def build_fitting(config: TrainConfig, store_path: Path, dataset_sizes: dict[str, int], body: BodyModel,
@@ -218,12 +223,5 @@ def _start_async(config: TrainConfig, store_path: Path, body_files: BodyFiles) -
         pool.wait_ready()
         return fitting
     except BaseException:
-        if fitting is not None:
-            fitting.close()
-        else:
-            for closer in reversed(closers):
-                try:
-                    closer()
-                except Exception:  # noqa: BLE001
-                    pass
+        close_all(fitting._closers if fitting is not None else closers)
         raise

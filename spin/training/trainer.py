@@ -36,7 +36,7 @@ from spin.evaluation.evaluate import evaluate_model
 from spin.models import build_regressor
 from spin.training.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from spin.training.data_setup import TrainData, build_data
-from spin.training.fitting import Fitting, build_fitting
+from spin.training.fitting import Fitting, build_fitting, close_all
 from spin.training.overlays import keypoint_overlay
 from spin.training.rounds import METRICS_FILE, round_dir, round_finished, train_fit_stats, write_metrics
 from spin.training.run_logger import RunLogger
@@ -437,12 +437,7 @@ class Trainer:
 
     def close(self) -> None:
         """Stop the fitting actors, Ray (if started here), wandb; idempotent."""
-        while self._closers:
-            closer = self._closers.pop()
-            try:
-                closer()
-            except Exception:  # noqa: BLE001 - teardown goes on whatever one part says
-                pass
+        close_all(self._closers)
 
     def __enter__(self) -> Trainer:
         return self
