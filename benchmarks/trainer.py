@@ -49,7 +49,7 @@ def measure(config_path: Path, overrides: list[str], mode: str, steps: int, warm
 
     with Trainer(config, work_dir / mode, on_step=on_step) as trainer:
         trainer.train()
-        fit = trainer.fitting.stats() if trainer.fitting is not None else {}
+        fit = trainer.fitting.stats()
     seconds = stamps[warmup + steps] - stamps[warmup]
     return {
         "mode": mode,

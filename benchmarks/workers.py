@@ -93,9 +93,9 @@ class Pooled:
         stats = self.pool.stats()
         n = sum(len(b) for b in batches)
         assert stats["fitted"] - before["fitted"] == n and stats["dropped"] == 0, stats
-        return {"seconds": seconds, "fit_s": sum(o.fit_seconds for o in self.outcomes),
-                "write_s": sum(o.write_seconds for o in self.outcomes),
-                "mean_loss": sum(o.loss_sum for o in self.outcomes) / n}
+        return {"seconds": seconds, "fit_s": sum(o.counts.fit_seconds for o in self.outcomes),
+                "write_s": sum(o.counts.write_seconds for o in self.outcomes),
+                "mean_loss": sum(o.counts.loss_sum for o in self.outcomes) / n}
 
     def close(self) -> None:
         self.pool.shutdown()

@@ -8,29 +8,21 @@ actor rebuilds its body model and SMPLify from the same `BodyFiles`.
 from __future__ import annotations
 
 import os
-import time
 import uuid
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING
 
-import numpy as np
 import ray
 
-from fitting_workers.jobs import FitBatchOutcome, FitJobBatch, error_line
+from fitting_workers.counts import FitCounts
+from fitting_workers.fit_path import CandidateStore, fit_and_offer, smplify_fitter
+from fitting_workers.jobs import BatchOutcome, FitJobBatch, error_line
 from fitting_workers.smplify import SmplifyConfig
 
 if TYPE_CHECKING:
     from spin.body.files import BodyFiles
 
 HEALTH_GROUP = "health"
-
-
-class CandidateStore(Protocol):
-    """The part of `RemoteFitsStore` an actor needs (`FitsStore` has it too, for in-process use)."""
-
-    def get(self, keys: list[str]) -> dict: ...
-
-    def put_if_better(self, keys, pose, betas, cam_t, loss, round=0, step=0, source="smplify") -> Any: ...
 
 
 def connect_store_writer(name: str, path: str | None) -> CandidateStore:
@@ -78,12 +70,7 @@ class FittingActor:
         from spin.body import BodyModel
 
         body = BodyModel.from_file(body_files.model, joint_regressor_extra=body_files.joint_regressor_extra)
-        smplify = SMPLify(body.to(device), body_files.prior, config, device=device)
-
-        def fit(batch: FitJobBatch):
-            return smplify.fit(batch.keypoints, batch.pose, batch.betas, batch.cam_t)
-
-        return fit
+        return smplify_fitter(SMPLify(body.to(device), body_files.prior, config, device=device))
 
     @ray.method(concurrency_group=HEALTH_GROUP)
     def ping(self) -> dict:
@@ -91,43 +78,19 @@ class FittingActor:
         return {"pid": os.getpid(), "node_id": self._node_id, "incarnation": self._incarnation,
                 "device": self._device}
 
-    def fit_batch(self, batch: FitJobBatch) -> FitBatchOutcome:
-        """Fit a batch and offer its fits to the store in one `put_if_better` (one transaction).
+    def fit_batch(self, batch: FitJobBatch) -> BatchOutcome:
+        """Fit a batch and offer its usable fits to the store in one `put_if_better` (one transaction).
 
         Errors come back in the outcome, never as an exception; on an error nothing of the batch
-        was written. Fits SMPLify flags as failed are not offered.
+        was written. Fits SMPLify flags as failed are not offered (see `fit_path.fit_and_offer`).
         """
-        outcome = FitBatchOutcome(size=len(batch), step=batch.step, node_id=self._node_id,
-                                  incarnation=self._incarnation)
+        outcome = BatchOutcome(size=len(batch), step=batch.step, node_id=self._node_id,
+                               incarnation=self._incarnation)
         try:
-            start = time.perf_counter()
-            result = self._fitter(batch)
-            outcome.fit_seconds = time.perf_counter() - start
-            loss = np.asarray(result.loss, dtype=np.float32)
-            usable = ~np.asarray(result.failed, dtype=bool) & np.isfinite(loss)
-            outcome.fitted = len(batch)
-            outcome.failed = int(len(batch) - usable.sum())
-            outcome.loss_sum = float(loss[usable].sum())
-            outcome.valid = int((loss[usable] < self._threshold).sum())
-            if usable.any():
-                start = time.perf_counter()
-                keys = [key for key, ok in zip(batch.keys, usable, strict=True) if ok]
-                put = self._store.put_if_better(
-                    keys,
-                    np.asarray(result.pose, dtype=np.float32)[usable],
-                    np.asarray(result.betas, dtype=np.float32)[usable],
-                    np.asarray(result.cam_t, dtype=np.float32)[usable],
-                    loss[usable],
-                    round=batch.round,
-                    step=batch.step,
-                    source="smplify",
-                )
-                outcome.write_seconds = time.perf_counter() - start
-                outcome.accepted = int(put.accepted.sum())
-                outcome.improved = int(put.improved.sum())
+            _, outcome.counts = fit_and_offer(self._fitter, self._store, batch, self._threshold)
         except Exception as exc:  # errors are values: the trainer must never stop for a bad batch
-            return FitBatchOutcome(size=len(batch), step=batch.step, node_id=self._node_id,
-                                   incarnation=self._incarnation, error=error_line(exc))
+            outcome.counts = FitCounts(offered=len(batch), errors=len(batch))
+            outcome.error = error_line(exc)
         return outcome
 
 

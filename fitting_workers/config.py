@@ -22,7 +22,7 @@ class FittingConfig:
     often Ray restarts a dead actor before the pool gives up on it. `scheduling`: Ray's
     `"SPREAD"` puts actors on as many nodes as possible, `"DEFAULT"` packs them.
     `ray_address`: None starts Ray locally on this machine; an address (`auto`, `HOST:PORT`) joins
-    a running cluster.
+    a running cluster, giving up with a clear error after `connect_timeout_s` seconds.
     """
 
     mode: str = "async"
@@ -37,6 +37,7 @@ class FittingConfig:
     scheduling: str = "SPREAD"
     health_timeout_s: float = 5.0
     ray_address: str | None = None
+    connect_timeout_s: float = 30.0
     smplify: SmplifyConfig = field(default_factory=SmplifyConfig)
 
     def __post_init__(self) -> None:
@@ -52,8 +53,9 @@ class FittingConfig:
         for name in not_negative:
             if getattr(self, name) < 0:
                 raise UserError(f"fitting.{name} is {getattr(self, name)!r}; set it to 0 or more.")
-        if self.health_timeout_s <= 0:
-            raise UserError(f"fitting.health_timeout_s is {self.health_timeout_s!r}; set it above 0.")
+        for name in ("health_timeout_s", "connect_timeout_s"):
+            if not getattr(self, name) > 0:
+                raise UserError(f"fitting.{name} is {getattr(self, name)!r}; set it above 0.")
         if self.scheduling.upper() not in ("SPREAD", "DEFAULT"):
             raise UserError(f"fitting.scheduling is {self.scheduling!r}; set it to SPREAD or DEFAULT.")
 

@@ -7,7 +7,6 @@ once; what is still lost after that is counted (`dropped`) and reported.
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -17,7 +16,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from fitting_workers.config import FittingConfig
-from fitting_workers.jobs import FitBatchOutcome, FitJobBatch
+from fitting_workers.counts import FitCounts
+from fitting_workers.jobs import BatchOutcome, FitJobBatch
 from fitting_workers.pool import FittingPool
 from spin.errors import UserError
 
@@ -41,26 +41,21 @@ class InitialParameters:
 
 @dataclass
 class DatasetFitReport:
-    """Outcome of fitting one dataset (job counts are samples)."""
+    """Outcome of fitting one dataset: the job counts (`FitCounts`) and where the work ran."""
 
     dataset: str
     samples: int
-    fitted: int
-    accepted: int
-    improved: int
-    failed: int
-    retried: int
-    dropped: int
-    errors: int
+    counts: FitCounts
     restarts: int
     in_store: int
     seconds: float
-    fits_per_s: float
-    mean_loss: float
-    frac_valid: float
     actor_nodes: list[str] = field(default_factory=list)
     writer_node: str | None = None
     last_error: str | None = None
+
+    @property
+    def fits_per_s(self) -> float:
+        return self.counts.fitted / self.seconds if self.seconds > 0 else 0.0
 
 
 def dataset_keys(dataset: str, n: int) -> list[str]:
@@ -190,10 +185,10 @@ def fit_dataset(
 
     pool: FittingPool | None = None
 
-    def progress(_outcome: FitBatchOutcome) -> None:
+    def progress(_outcome: BatchOutcome | None) -> None:
         if on_progress is not None and pool is not None:
-            counts = pool.counts()
-            on_progress(counts["fitted"] + counts["errors"] + counts["dropped"], n)
+            totals = pool.totals()
+            on_progress(totals.fitted + totals.errors + totals.dropped, n)
 
     pool = FittingPool(config, body_files, store, on_outcome=progress)
     try:
@@ -202,36 +197,27 @@ def fit_dataset(
             on_ready(pool)
         start = time.perf_counter()
         for batch in _batches(keys, annotations.keypoints, init, config.batch_size):
-            if not pool.submit(batch, block=True) and on_progress is not None:
-                progress(FitBatchOutcome(size=len(batch)))
+            if not pool.submit(batch, block=True):
+                progress(None)
         pool.wait_idle()
         seconds = time.perf_counter() - start
         # An actor killed late may still be restarting: let it come back, so the report counts it.
         pool.wait_restarts(timeout=RESTART_WAIT_S)
         pool.health()  # node ids of restarted actors
-        counts = pool.stats()
+        pool.poll()
+        counts, stats = pool.totals(), pool.counts()
         nodes = sorted({info.get("node_id", "") for info in pool.actor_info() if info.get("node_id")})
     finally:
         pool.shutdown()
 
-    usable = counts["fitted"] - counts["failed"]
     return DatasetFitReport(
         dataset=dataset,
         samples=n,
-        fitted=counts["fitted"],
-        accepted=counts["accepted"],
-        improved=counts["improved"],
-        failed=counts["failed"],
-        retried=counts["retried"],
-        dropped=counts["dropped"],
-        errors=counts["errors"],
-        restarts=counts["restarts"],
+        counts=counts,
+        restarts=stats["restarts"],
         in_store=count_present(store, keys),
         seconds=seconds,
-        fits_per_s=counts["fitted"] / seconds if seconds > 0 else 0.0,
-        mean_loss=counts["mean_loss"] if usable else math.nan,
-        frac_valid=counts["valid"] / counts["fitted"] if counts["fitted"] else 0.0,
         actor_nodes=nodes,
         writer_node=writer_node_id(store),
-        last_error=counts["last_error"],
+        last_error=stats["last_error"],
     )

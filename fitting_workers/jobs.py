@@ -1,11 +1,17 @@
-"""What travels between the trainer and the fitting actors: job batches in, small outcome summaries out."""
+"""What travels between the trainer and the fitting actors: job batches in, small outcome summaries out.
+
+`FitJobBatch` is the one job type of the project: the trainer (async and sync modes), `spin fit`
+and `spin fits init` all build it, and it is validated once, in `__post_init__`.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 
 import numpy as np
 
+from fitting_workers.counts import FitCounts
 from spin.joints import NUM_KEYPOINTS
 
 
@@ -50,26 +56,51 @@ class FitJobBatch:
     def __len__(self) -> int:
         return len(self.keys)
 
+    def take(self, part: slice) -> FitJobBatch:
+        """The jobs in `part` (same step and round); an empty slice is a ValueError."""
+        return FitJobBatch(keys=self.keys[part], keypoints=self.keypoints[part], pose=self.pose[part],
+                           betas=self.betas[part], cam_t=None if self.cam_t is None else self.cam_t[part],
+                           step=self.step, round=self.round)
+
+    def split(self, n: int) -> tuple[FitJobBatch, FitJobBatch | None]:
+        """The first `n` jobs, and the rest (None when nothing is left)."""
+        if n >= len(self):
+            return self, None
+        return self.take(slice(0, n)), self.take(slice(n, None))
+
+
+def concat_jobs(parts: Sequence[FitJobBatch]) -> FitJobBatch:
+    """One batch of all `parts`' jobs, in order, with the step and round of the last part.
+
+    cam_t is kept when every part has one, and dropped (SMPLify estimates it) when none has; a mix
+    is a ValueError.
+    """
+    if not parts:
+        raise ValueError("concat_jobs needs at least one batch.")
+    if len(parts) == 1:
+        return parts[0]
+    with_cam = [part.cam_t is not None for part in parts]
+    if any(with_cam) and not all(with_cam):
+        raise ValueError("concat_jobs: some batches have cam_t and some do not.")
+    last = parts[-1]
+    return FitJobBatch(keys=[key for part in parts for key in part.keys],
+                       keypoints=np.concatenate([part.keypoints for part in parts]),
+                       pose=np.concatenate([part.pose for part in parts]),
+                       betas=np.concatenate([part.betas for part in parts]),
+                       cam_t=np.concatenate([part.cam_t for part in parts]) if all(with_cam) else None,
+                       step=last.step, round=last.round)
+
 
 @dataclass
-class FitBatchOutcome:
+class BatchOutcome:
     """What an actor reports for one batch: counts only, never the fits (those go to the store).
 
     `error` is None on success, else one line naming what went wrong (the batch then counts as
-    lost: nothing of it was written). `loss_sum` and `valid` cover the fits SMPLify did not flag
-    as failed; `valid` counts those under the SMPLify threshold. `improved` counts accepted
-    candidates for keys that already had a fit. `incarnation` changes when Ray restarts the actor.
+    errors: nothing of it was written). `incarnation` changes when Ray restarts the actor.
     """
 
     size: int
-    fitted: int = 0
-    failed: int = 0
-    accepted: int = 0
-    improved: int = 0
-    valid: int = 0
-    loss_sum: float = 0.0
-    fit_seconds: float = 0.0
-    write_seconds: float = 0.0
+    counts: FitCounts = field(default_factory=FitCounts)
     step: int = 0
     node_id: str = ""
     incarnation: str = ""

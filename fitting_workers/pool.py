@@ -3,9 +3,10 @@
 The pool keeps at most `max_inflight_per_actor` batches on each actor (one fitting, the next
 queued on the actor: pipelining) and drops what does not fit, so `submit` never waits for fitting.
 Actors write their candidates to the store writer themselves; the pool only collects small
-`FitBatchOutcome` summaries, without blocking (`ray.wait(timeout=0)` in `poll`). An actor that
+`BatchOutcome` summaries, without blocking (`ray.wait(timeout=0)` in `poll`). An actor that
 dies is restarted by Ray (`max_restarts`); the batches it held are retried once on a live actor,
-then dropped and counted. Not thread-safe: use one pool from one thread.
+then dropped and counted (the slot and retry bookkeeping is `inflight.InflightQueue`, pure and
+tested without Ray). Not thread-safe: use one pool from one thread.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import functools
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -29,7 +30,9 @@ from ray.exceptions import (
 
 from fitting_workers.actor import FittingActor, connect_store_writer, remote_actor_class
 from fitting_workers.config import FittingConfig
-from fitting_workers.jobs import FitBatchOutcome, FitJobBatch, error_line
+from fitting_workers.counts import FitCounts
+from fitting_workers.inflight import InflightQueue, Pending
+from fitting_workers.jobs import BatchOutcome, FitJobBatch, error_line
 from fitting_workers.runtime import start_ray, stop_ray
 from spin.errors import UserError
 
@@ -48,9 +51,11 @@ def store_argument(store):
 
     A pickled actor handle among an actor's constructor arguments puts them in Ray's object store,
     where they may be gone when Ray restarts the actor (ray-project/ray#53727); a name and a path
-    are plain values that stay with the actor's definition.
+    are plain values that stay with the actor's definition. A writer opened under any name (not
+    only the default `writer_name(path)`) is found among the named actors; a handle of an actor
+    without a name is passed as it is.
     """
-    from fitting_workers.store_actor import RemoteFitsStore, writer_name
+    from fitting_workers.store_actor import RemoteFitsStore
     from store import FitsStore
 
     if isinstance(store, FitsStore):
@@ -59,14 +64,36 @@ def store_argument(store):
             "open its own writer): pass fitting_workers.store_actor.open_store_writer(path)."
         )
     if isinstance(store, RemoteFitsStore) and store.path:
-        name = getattr(store, "name", None) or writer_name(store.path)
-        try:
-            same_actor = ray.get_actor(name)._actor_id == store.handle._actor_id
-        except ValueError:  # no actor of that name: the writer was opened under another name
-            same_actor = False
-        if same_actor:
+        name = writer_actor_name(store)
+        if name is not None:
             return functools.partial(connect_store_writer, name, store.path)
     return store
+
+
+def writer_actor_name(store) -> str | None:
+    """The Ray name of a `RemoteFitsStore`'s actor (in this job's namespace), None if it has none.
+
+    Handles compare by actor id (`ActorHandle.__eq__`): the store's own `name` if it has one, the
+    default name of its path, then every named actor are tried in that order.
+    """
+    from fitting_workers.store_actor import writer_name
+
+    candidates = [getattr(store, "name", None), writer_name(store.path)]
+    for name in candidates:
+        if name and _named_actor(name) == store.handle:
+            return name
+    for entry in ray.util.list_named_actors(all_namespaces=False):
+        name = entry if isinstance(entry, str) else entry.get("name")
+        if name and name not in candidates and _named_actor(name) == store.handle:
+            return name
+    return None
+
+
+def _named_actor(name: str):
+    try:
+        return ray.get_actor(name)
+    except ValueError:  # no live actor of that name
+        return None
 
 
 def _creation_error(exc: RayActorError) -> BaseException | None:
@@ -78,47 +105,13 @@ def _creation_error(exc: RayActorError) -> BaseException | None:
     return None
 
 
-@dataclass
-class _Pending:
-    batch: FitJobBatch
-    actor: int
-    attempt: int = 0
-
-
-@dataclass
-class _ActorState:
-    inflight: int = 0
-    alive: bool = True  # False once Ray gave up restarting it
-    restarting: bool = False  # lost a batch; pings wait for the restarted incarnation
-    incarnation: str | None = None
-    info: dict = field(default_factory=dict)
-
-
-@dataclass
-class _Totals:
-    submitted: int = 0
-    fitted: int = 0
-    failed: int = 0
-    accepted: int = 0
-    improved: int = 0
-    valid: int = 0
-    loss_sum: float = 0.0
-    dropped: int = 0
-    retried: int = 0
-    errors: int = 0
-    abandoned: int = 0
-    restarts: int = 0
-    batches_done: int = 0
-    fit_seconds: float = 0.0
-
-
 class FittingPool:
     """Ray fitting actors behind a bounded, non-blocking queue.
 
     config: actor count, resources and queue bounds; body_files: what each actor builds its body
     model and SMPLify from; store: the store writer (`RemoteFitsStore`) the actors write to, or a
     function without arguments, run in each actor, that returns a store.
-    on_outcome: called with each collected `FitBatchOutcome` (progress bars, logging).
+    on_outcome: called with each collected `BatchOutcome` (progress bars, logging).
     actor_class: the class wrapped as the Ray actor (tests substitute a stand-in fit).
     Ray must be running (`runtime.ray_session`); if it is not, the pool starts it from
     `config.ray_address` and stops it in `shutdown()`.
@@ -130,11 +123,11 @@ class FittingPool:
         body_files: BodyFiles,
         store,
         *,
-        on_outcome: Callable[[FitBatchOutcome], None] | None = None,
+        on_outcome: Callable[[BatchOutcome], None] | None = None,
         actor_class: type = FittingActor,
     ) -> None:
         self.config = config
-        self._owns_ray = start_ray(address=config.ray_address)
+        self._owns_ray = start_ray(address=config.ray_address, connect_timeout_s=config.connect_timeout_s)
         self._on_outcome = on_outcome
         options = {
             "num_cpus": config.cpus_per_actor,
@@ -151,15 +144,14 @@ class FittingPool:
             )
             for _ in range(config.num_actors)
         ]
-        self._state = [_ActorState() for _ in self._actors]
-        self._inflight: dict[ray.ObjectRef, _Pending] = {}
+        self._queue = InflightQueue(len(self._actors), config.max_inflight_per_actor, config.max_retries)
+        self._state = self._queue.actors
         self._revival_pings: dict[ray.ObjectRef, int] = {}
         self._ping_due: dict[int, float] = {}  # actor -> when to send its next revival ping
-        self._retry: deque[_Pending] = deque()
-        self._totals = _Totals()
+        self._totals = FitCounts()  # jobs fitted, failed, written (from the outcomes) and submitted
+        self._restarts = 0
         self._staleness: deque[int] = deque(maxlen=STALENESS_WINDOW)
         self._step = 0
-        self._next_actor = 0
         self._first_submit: float | None = None
         self._last_error: str | None = None
         self._closed = False
@@ -180,24 +172,24 @@ class FittingPool:
             raise RuntimeError("FittingPool.submit after shutdown()")
         if self._first_submit is None:
             self._first_submit = time.monotonic()
-        self._totals.submitted += len(batch)
+        self._totals.offered += len(batch)
         self.poll()
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
-            actor = self._free_actor()
+            actor = self._queue.free_actor()
             if actor is not None:
-                self._dispatch(_Pending(batch, actor))
+                self._dispatch(Pending(batch, actor))
                 return True
             remaining = None if deadline is None else deadline - time.monotonic()
-            if not block or not self._may_get_room() or (remaining is not None and remaining <= 0):
-                self._drop(batch)
+            if not block or not self._queue.may_get_room() or (remaining is not None and remaining <= 0):
+                self._queue.drop(batch)
                 return False
             self._wait_any(remaining)
 
     def poll(self) -> None:
         """Collect every finished batch and ping without waiting; resubmit batches lost with an actor."""
         self._send_due_pings()
-        refs = [*self._inflight, *self._revival_pings]
+        refs = [*self._queue.inflight, *self._revival_pings]
         if refs:
             ready, _ = ray.wait(refs, num_returns=len(refs), timeout=0)
             self._handle(ready)
@@ -207,9 +199,9 @@ class FittingPool:
         """Wait until no batch is in flight or waiting for a retry; False if `timeout` ran out first."""
         deadline = None if timeout is None else time.monotonic() + timeout
         self.poll()
-        while self._inflight or self._retry:
-            if not self._inflight and not self._restarting_actors():
-                self._drop_retries()  # no actor can take them any more
+        while self._queue.inflight or self._queue.retry:
+            if not self._queue.inflight and not self._queue.any_restarting():
+                self._queue.drop_retries()  # no actor can take them any more
                 break
             remaining = None if deadline is None else deadline - time.monotonic()
             if remaining is not None and remaining <= 0:
@@ -221,7 +213,7 @@ class FittingPool:
         """Wait until no actor is in the middle of a restart; False if `timeout` ran out first."""
         deadline = None if timeout is None else time.monotonic() + timeout
         self.poll()
-        while self._restarting_actors():
+        while self._queue.any_restarting():
             remaining = None if deadline is None else deadline - time.monotonic()
             if remaining is not None and remaining <= 0:
                 return False
@@ -279,43 +271,34 @@ class FittingPool:
         """The Ray actor handles (for inspection and fault injection; do not call them directly)."""
         return list(self._actors)
 
+    def totals(self) -> FitCounts:
+        """The job counts so far (a copy): fitted, failed by reason, written, dropped, retried …"""
+        return replace(self._totals, failed=dict(self._totals.failed), dropped=self._queue.dropped,
+                       retried=self._queue.retried)
+
     def counts(self) -> dict:
         """Running totals without polling (safe inside an `on_outcome` callback)."""
-        totals = self._totals
-        fitted = totals.fitted
-        usable = fitted - totals.failed
+        totals = self.totals()
         elapsed = time.monotonic() - self._first_submit if self._first_submit is not None else 0.0
         return {
-            "fits_per_s": fitted / elapsed if elapsed > 0 else 0.0,
-            "accepted_frac": totals.accepted / fitted if fitted else 0.0,
-            "improved_frac": totals.improved / fitted if fitted else 0.0,
-            "queue_depth": len(self._inflight) + len(self._retry),
-            "dropped": totals.dropped,
+            **totals.as_dict(),
+            "submitted": totals.offered,
+            "fits_per_s": totals.fitted / elapsed if elapsed > 0 else 0.0,
+            "queue_depth": self._queue.queue_depth,
             "staleness_steps": float(np.mean(self._staleness)) if self._staleness else 0.0,
             "staleness_last_steps": self._staleness[-1] if self._staleness else 0,
-            "restarts": totals.restarts,
-            "retried": totals.retried,
-            "failed": totals.failed,
-            "errors": totals.errors,
-            "submitted": totals.submitted,
-            "fitted": fitted,
-            "accepted": totals.accepted,
-            "improved": totals.improved,
-            "valid": totals.valid,
-            "mean_loss": totals.loss_sum / usable if usable else float("nan"),
-            "inflight_jobs": sum(len(p.batch) for p in self._inflight.values())
-            + sum(len(p.batch) for p in self._retry),
-            "abandoned": totals.abandoned,
+            "restarts": self._restarts,
+            "inflight_jobs": self._queue.queued_jobs,
             "alive_actors": sum(state.alive for state in self._state),
             "restarting": sum(state.alive and state.restarting for state in self._state),
-            "fit_seconds": totals.fit_seconds,
             "last_error": self._last_error,
         }
 
     def stats(self) -> dict:
         """Collect what finished, then the totals.
 
-        Job counts: `fitted` (SMPLify ran), `failed` (flagged by SMPLify, not written),
+        Job counts (`FitCounts.as_dict()`): `fitted` (SMPLify ran), `failed` (not written; by
+        reason in `failed_by_reason`),
         `accepted` (written: better than the stored fit), `improved` (accepted where the key already
         had a fit), `dropped` (never fitted: no room, or lost twice), `retried`, `errors` (batches
         that raised, in jobs). `accepted_frac` / `improved_frac` are over `fitted`; `fits_per_s`
@@ -333,10 +316,7 @@ class FittingPool:
         if self._closed:
             return
         self._closed = True
-        self._totals.abandoned += sum(len(p.batch) for p in self._inflight.values())
-        self._totals.abandoned += sum(len(p.batch) for p in self._retry)
-        self._inflight.clear()
-        self._retry.clear()
+        self._totals.abandoned += self._queue.abandon()
         self._revival_pings.clear()
         self._ping_due.clear()
         for actor in self._actors:
@@ -355,47 +335,13 @@ class FittingPool:
 
     # ------------------------------------------------------------------ internals
 
-    def _free_actor(self) -> int | None:
-        """Least busy live actor with room, rotating among equals so work spreads over actors."""
-        best = None
-        n = len(self._actors)
-        for offset in range(n):
-            index = (self._next_actor + offset) % n
-            state = self._state[index]
-            if not state.alive or state.restarting or state.inflight >= self.config.max_inflight_per_actor:
-                continue
-            if best is None or state.inflight < self._state[best].inflight:
-                best = index
-        if best is not None:
-            self._next_actor = (best + 1) % n
-        return best
-
-    def _may_get_room(self) -> bool:
-        return any(state.alive for state in self._state)
-
-    def _dispatch(self, pending: _Pending) -> None:
+    def _dispatch(self, pending: Pending) -> None:
         ref = self._actors[pending.actor].fit_batch.remote(pending.batch)
-        self._inflight[ref] = pending
-        self._state[pending.actor].inflight += 1
+        self._queue.dispatched(ref, pending)
 
     def _dispatch_retries(self) -> None:
-        if self._retry and not self._may_get_room():
-            self._drop_retries()
-        while self._retry:
-            actor = self._free_actor()
-            if actor is None:
-                return
-            self._dispatch(replace(self._retry.popleft(), actor=actor))
-
-    def _drop_retries(self) -> None:
-        while self._retry:
-            self._drop(self._retry.popleft().batch)
-
-    def _drop(self, batch: FitJobBatch) -> None:
-        self._totals.dropped += len(batch)
-
-    def _restarting_actors(self) -> bool:
-        return any(state.alive and state.restarting for state in self._state)
+        while (pending := self._queue.next_retry()) is not None:
+            self._dispatch(pending)
 
     def _send_due_pings(self) -> None:
         now = time.monotonic()
@@ -410,7 +356,7 @@ class FittingPool:
         if self._ping_due:
             next_ping = min(self._ping_due.values()) - time.monotonic()
             timeout = max(0.0, next_ping if timeout is None else min(timeout, next_ping))
-        refs = [*self._inflight, *self._revival_pings]
+        refs = [*self._queue.inflight, *self._revival_pings]
         if refs:
             ready, _ = ray.wait(refs, num_returns=1, timeout=timeout)
             self._handle(ready)
@@ -423,7 +369,7 @@ class FittingPool:
         for ref in ready:
             if ref in self._revival_pings:
                 self._handle_revival(ref)
-            elif ref in self._inflight:
+            elif ref in self._queue.inflight:
                 self._handle_batch(ref)
 
     def _handle_revival(self, ref) -> None:
@@ -440,40 +386,29 @@ class FittingPool:
         self._seen(index, info, fresh=True)
 
     def _handle_batch(self, ref) -> None:
-        pending = self._inflight.pop(ref)
-        self._state[pending.actor].inflight -= 1
+        pending = self._queue.finished(ref)
         try:
-            outcome: FitBatchOutcome = ray.get(ref)
+            outcome: BatchOutcome = ray.get(ref)
         except LOST_WITH_ACTOR as exc:
             self._on_death(pending.actor, exc)
-            if pending.attempt < self.config.max_retries:
-                self._totals.retried += len(pending.batch)
-                self._retry.append(replace(pending, attempt=pending.attempt + 1))
-            else:
-                self._drop(pending.batch)
+            self._queue.lost(pending)
             return
         except Exception as exc:  # a bug in the actor outside its own guard: still only a value
-            outcome = FitBatchOutcome(size=len(pending.batch), step=pending.batch.step, error=error_line(exc))
+            size = len(pending.batch)
+            outcome = BatchOutcome(size=size, counts=FitCounts(errors=size), step=pending.batch.step,
+                                   error=error_line(exc))
         if outcome.incarnation:
             self._seen(pending.actor, {"incarnation": outcome.incarnation, "node_id": outcome.node_id})
         self._count(outcome)
         if self._on_outcome is not None:
             self._on_outcome(outcome)
 
-    def _count(self, outcome: FitBatchOutcome) -> None:
-        totals = self._totals
-        totals.batches_done += 1
+    def _count(self, outcome: BatchOutcome) -> None:
+        # `offered` was counted at submit time (a retried batch is offered once).
+        self._totals = self._totals + replace(outcome.counts, offered=0)
         if outcome.error is not None:
-            totals.errors += outcome.size
             self._last_error = outcome.error
             return
-        totals.fitted += outcome.fitted
-        totals.failed += outcome.failed
-        totals.accepted += outcome.accepted
-        totals.improved += outcome.improved
-        totals.valid += outcome.valid
-        totals.loss_sum += outcome.loss_sum
-        totals.fit_seconds += outcome.fit_seconds
         self._staleness.append(self._step - outcome.step)
 
     def _seen(self, index: int, info: dict, fresh: bool = False) -> None:
@@ -486,11 +421,11 @@ class FittingPool:
         state = self._state[index]
         incarnation = info.get("incarnation")
         if state.incarnation is not None and incarnation != state.incarnation:
-            self._totals.restarts += 1
+            self._restarts += 1
             state.restarting = False
         elif state.restarting and fresh:
             if state.incarnation is None:  # died before it ever answered: this answer is the restart
-                self._totals.restarts += 1
+                self._restarts += 1
             state.restarting = False
         state.incarnation = incarnation
         state.info.update(info)

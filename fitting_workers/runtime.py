@@ -4,12 +4,79 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 # Small on purpose: fitting batches are a few kilobytes, and several Ray instances may share a
 # machine's /dev/shm (tests, a trainer beside `spin fits init`).
 DEFAULT_OBJECT_STORE_BYTES = 512 * 1024 * 1024
+DEFAULT_CONNECT_TIMEOUT_S = 30.0
+RAY_DEFAULT_GCS_PORT = 6379
+
+
+def _unreachable(address: str, why: str) -> Exception:
+    from spin.errors import UserError
+
+    return UserError(
+        f"could not join the Ray cluster at {address!r} ({why}); start it with `ray start --head`, fix "
+        "fitting.ray_address (--ray-address), or drop it to run Ray locally."
+    )
+
+
+def gcs_endpoint(address: str) -> tuple[str, int] | None:
+    """(host, port) of a `HOST[:PORT]` or `ray://HOST:PORT` address; None for `auto` and the like."""
+    bare = address.removeprefix("ray://")
+    if bare in ("auto", "local", "") or "/" in bare:
+        return None
+    host, _, port = bare.rpartition(":") if ":" in bare else (bare, "", str(RAY_DEFAULT_GCS_PORT))
+    try:
+        return host.strip("[]"), int(port)
+    except ValueError:
+        return None
+
+
+def probe_address(address: str, timeout_s: float) -> None:
+    """A UserError naming `address` unless a TCP connection to its GCS port opens within `timeout_s`.
+
+    `ray.init` retries an unreachable GCS for a long time; this answers in at most the timeout.
+    """
+    endpoint = gcs_endpoint(address)
+    if endpoint is None:
+        return
+    try:
+        with socket.create_connection(endpoint, timeout=timeout_s):
+            pass
+    except OSError as exc:
+        raise _unreachable(address, f"nothing answered on {endpoint[0]}:{endpoint[1]} within "
+                                    f"{timeout_s:g} s: {exc.strerror or type(exc).__name__}") from None
+
+
+def _init_within(timeout_s: float, address: str, **kwargs) -> None:
+    """`ray.init(address=...)` bounded by `timeout_s` (it runs on a helper thread)."""
+    import ray
+
+    failure: list[BaseException] = []
+
+    def join() -> None:
+        try:
+            ray.init(address=address, **kwargs)
+        except BaseException as exc:  # noqa: BLE001 - handed to the caller's thread
+            failure.append(exc)
+
+    thread = threading.Thread(target=join, name="ray-connect", daemon=True)
+    thread.start()
+    thread.join(timeout_s)
+    if thread.is_alive():
+        raise _unreachable(address, f"no Ray cluster answered within {timeout_s:g} s "
+                                    "(fitting.connect_timeout_s)")
+    if failure:
+        exc = failure[0]
+        if isinstance(exc, ConnectionError | TimeoutError | RuntimeError):
+            raise _unreachable(address, str(exc).strip().splitlines()[0] if str(exc).strip() else
+                               type(exc).__name__) from exc
+        raise exc
 
 
 def _quiet_ray_environment() -> None:
@@ -22,11 +89,14 @@ def start_ray(
     num_cpus: int | None = None,
     num_gpus: int | None = None,
     object_store_memory: int | None = DEFAULT_OBJECT_STORE_BYTES,
+    connect_timeout_s: float = DEFAULT_CONNECT_TIMEOUT_S,
 ) -> bool:
     """Start local Ray (no dashboard) or join the cluster at `address`; False when Ray already runs here.
 
-    The caller owns what this call started and stops it with `stop_ray()`; a Ray that was already
-    initialised (by the trainer, a test, or the user) is left alone.
+    Joining is bounded: an address whose GCS port does not answer, or a cluster that does not let
+    the driver in within `connect_timeout_s`, is a UserError naming the address. The caller owns
+    what this call started and stops it with `stop_ray()`; a Ray that was already initialised (by
+    the trainer, a test, or the user) is left alone.
     """
     import ray
 
@@ -35,15 +105,8 @@ def start_ray(
     _quiet_ray_environment()
     common = {"log_to_driver": False, "logging_level": logging.ERROR, "configure_logging": True}
     if address:
-        try:
-            ray.init(address=address, **common)
-        except ConnectionError as exc:
-            from spin.errors import UserError
-
-            raise UserError(
-                f"could not join the Ray cluster at {address!r} ({exc}); start it with `ray start --head` "
-                "or drop --ray-address to run locally."
-            ) from exc
+        probe_address(address, connect_timeout_s)
+        _init_within(connect_timeout_s, address, **common)
     else:
         # "local" always starts a private instance: a bare ray.init() would join any cluster that
         # `ray start` left on this machine (/tmp/ray/ray_current_cluster), e.g. another user's.
@@ -67,23 +130,17 @@ def stop_ray() -> None:
 
 
 @contextmanager
-def ray_session(address: str | None = None, num_cpus: int | None = None) -> Iterator[None]:
+def ray_session(address: str | None = None, num_cpus: int | None = None,
+                connect_timeout_s: float = DEFAULT_CONNECT_TIMEOUT_S) -> Iterator[None]:
     """Ray for the duration of a `with` block: started (or joined) on entry, stopped on exit.
 
     Without `address`, Ray starts locally on `num_cpus` cores (all of them when None) with no
     dashboard; with one, the driver joins that cluster. Ray that was running before the block is
     reused and left running.
     """
-    started = start_ray(address=address, num_cpus=num_cpus)
+    started = start_ray(address=address, num_cpus=num_cpus, connect_timeout_s=connect_timeout_s)
     try:
         yield
     finally:
         if started:
             stop_ray()
-
-
-def current_node_id() -> str:
-    """Hex id of the Ray node this process runs on."""
-    import ray
-
-    return ray.get_runtime_context().get_node_id()

@@ -128,6 +128,7 @@ class TrainConfig:
         if self.optim.amp in ("False", "false"):  # YAML 1.1 reads a bare `off` as a boolean
             self.optim.amp = "off"
         checks = [
+            (_is_device(self.device), "device", "auto, cpu, cuda or cuda:N"),
             (self.data.source in ("synthetic", "files"), "data.source", "synthetic or files"),
             (self.optim.amp in AMP_MODES, "optim.amp", " or ".join(AMP_MODES)),
             (self.optim.schedule in SCHEDULES, "optim.schedule", " or ".join(SCHEDULES)),
@@ -146,6 +147,12 @@ class TrainConfig:
         if self.data.source == "files" and (not self.data.train or self.data.test is None):
             raise UserError("Config data.source is 'files' but data.train or data.test is empty; list the "
                             "SPIN-format datasets there (name, annotations, images or h5).")
+
+
+def _is_device(name: str) -> bool:
+    """`auto`, `cpu`, `mps`, `cuda` or `cuda:N` (what the trainer can run on)."""
+    kind, _, index = str(name).partition(":")
+    return name in ("auto", "cpu", "mps", "cuda") or (kind == "cuda" and index.isdigit())
 
 
 def config_from_dict(values: dict) -> TrainConfig:

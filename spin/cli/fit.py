@@ -18,23 +18,24 @@ from spin.errors import UserError
 _console = Console()
 
 
-def _summary_table(loss: np.ndarray, valid: np.ndarray, failed: np.ndarray, seconds: float,
-                   mode: str, accepted: int | None) -> Table:
+def _summary_table(counts, seconds: float, mode: str, stored: bool) -> Table:
+    """One row: samples, mean loss of the usable fits, frac valid, failed by reason, fits/s (+ stored)."""
+    from fitting_workers.counts import failed_text
+
     table = Table(title=f"spin fit · {mode} mode")
     for column in ("samples", "mean loss", "frac valid", "failed", "fits/s"):
         table.add_column(column, justify="right")
-    ok = ~failed
-    mean_loss = float(loss[ok].mean()) if ok.any() else math.nan
+    mean_loss = counts.mean_loss
     row = [
-        str(len(loss)),
+        str(counts.fitted),
         "n/a" if math.isnan(mean_loss) else f"{mean_loss:.2f}",
-        f"{valid.mean():.3f}" if len(valid) else "n/a",
-        str(int(failed.sum())),
-        f"{len(loss) / seconds:.1f}" if seconds > 0 else "n/a",
+        f"{counts.frac_valid:.3f}" if counts.fitted else "n/a",
+        failed_text(counts),
+        f"{counts.fitted / seconds:.1f}" if seconds > 0 else "n/a",
     ]
-    if accepted is not None:
+    if stored:
         table.add_column("stored (improved)", justify="right")
-        row.append(str(accepted))
+        row.append(f"{counts.accepted} ({counts.improved})")
     table.add_row(*row)
     return table
 
@@ -78,18 +79,21 @@ def fit_command(
 ) -> None:
     """Fit SMPL to every sample's 2D keypoints with batched SMPLify; write FITS.npz (and the store)."""
     import torch
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+    from fitting_workers.counts import FitCounts
     from fitting_workers.dataset_fit import (
         check_dataset_name,
         dataset_keys,
         load_initialisation,
         mean_initialisation,
     )
+    from fitting_workers.fit_path import fit_and_offer, smplify_fitter
+    from fitting_workers.jobs import FitJobBatch
     from fitting_workers.smplify import SMPLify, SmplifyConfig
     from spin.body import BodyModel
     from spin.body.files import resolve_body_files
     from spin.data.spin_format import load_spin_npz
+    from spin.progress import progress_bar
 
     if mode not in ("default", "reference"):
         raise UserError(f"--mode {mode!r} is not a SMPLify mode; use --mode default or --mode reference.")
@@ -116,47 +120,43 @@ def fit_command(
     config = SmplifyConfig(mode=mode)
     if iters is not None:
         config.iters_camera = config.iters_body = iters
-    smplify = SMPLify(BodyModel.from_files(body_files), body_files.prior, config, device=torch_device)
+    fitter = smplify_fitter(SMPLify(BodyModel.from_files(body_files), body_files.prior, config,
+                                    device=torch_device))
 
     writer = None
     if store is not None:
         from store import FitsStore
 
         writer = FitsStore(store)
-    keys = dataset_keys(dataset, n) if dataset is not None else []
+    # Without a store the keys only label the jobs; FitJobBatch needs one per sample.
+    keys = dataset_keys(dataset if dataset is not None else "fit", n)
     pose = np.empty((n, 72), np.float32)
     betas = np.empty((n, 10), np.float32)
     cam_t = np.empty((n, 3), np.float32)
     loss = np.empty(n, np.float32)
     failed = np.empty(n, bool)
-    accepted = 0
+    counts = FitCounts()
     start = time.perf_counter()
-    with Progress(TextColumn("[bold]fitting[/]"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  TextColumn("{task.fields[rate]}"), console=_console) as progress:
-        task = progress.add_task("fit", total=n, rate="")
-        for lo in range(0, n, batch_size):
-            part = slice(lo, min(lo + batch_size, n))
-            result = smplify.fit(annotations.keypoints[part], initial.pose[part], initial.betas[part],
-                                 None if initial.cam_t is None else initial.cam_t[part])
-            pose[part], betas[part], cam_t[part] = result.pose, result.betas, result.cam_t
-            loss[part], failed[part] = result.loss, result.failed
-            if writer is not None:
-                ok = ~result.failed
-                if ok.any():
-                    batch_keys = [key for key, good in zip(keys[part], ok, strict=True) if good]
-                    stored = writer.put_if_better(keys=batch_keys, pose=result.pose[ok],
-                                                  betas=result.betas[ok], cam_t=result.cam_t[ok],
-                                                  loss=result.loss[ok], source="smplify")
-                    accepted += int(stored.accepted.sum())
-            done = part.stop
-            progress.update(task, completed=done, rate=f"{done / (time.perf_counter() - start):.1f} fits/s")
+    try:
+        with progress_bar("fitting", total=n, console=_console) as bar:
+            for lo in range(0, n, batch_size):
+                part = slice(lo, min(lo + batch_size, n))
+                jobs = FitJobBatch(keys=keys[part], keypoints=annotations.keypoints[part],
+                                   pose=initial.pose[part], betas=initial.betas[part],
+                                   cam_t=None if initial.cam_t is None else initial.cam_t[part])
+                result, batch_counts = fit_and_offer(fitter, writer, jobs, config.threshold)
+                counts = counts + batch_counts
+                pose[part], betas[part], cam_t[part] = result.pose, result.betas, result.cam_t
+                loss[part], failed[part] = result.loss, result.failed
+                bar.update(completed=part.stop,
+                           info=f"{part.stop / (time.perf_counter() - start):.1f} fits/s")
+    finally:
+        if writer is not None:
+            writer.close()
     seconds = time.perf_counter() - start
-    if writer is not None and hasattr(writer, "close"):
-        writer.close()
 
     valid = ~failed & (loss < config.threshold)
     _write_fits(out, dict(pose=pose, betas=betas, cam_t=cam_t, loss=loss, valid=valid, failed=failed))
-    stored_count = accepted if writer is not None else None
-    _console.print(_summary_table(loss, valid, failed, seconds, mode, stored_count))
-    offered = f" and offered {n - int(failed.sum())} fits to {store}" if writer is not None else ""
+    _console.print(_summary_table(counts, seconds, mode, stored=writer is not None))
+    offered = f" and offered {counts.usable} fits to {store}" if writer is not None else ""
     _console.print(f"wrote {out}{offered}")

@@ -17,25 +17,28 @@ _console = Console()
 
 
 def _report_table(report) -> Table:
-    """The closing summary, one row per quantity (fits narrow terminals)."""
+    """The closing summary, one row per quantity (fits narrow terminals); failed fits by reason."""
+    from fitting_workers.counts import failed_text
+
+    counts = report.counts
     table = Table(title=f"fits init · {report.dataset}")
     table.add_column("quantity")
     table.add_column("value", justify="right")
-    mean_loss = "n/a" if math.isnan(report.mean_loss) else f"{report.mean_loss:.2f}"
+    mean_loss = "n/a" if math.isnan(counts.mean_loss) else f"{counts.mean_loss:.2f}"
     rows = [
         ("samples", str(report.samples)),
-        ("fitted", str(report.fitted)),
-        ("accepted", str(report.accepted)),
-        ("improved", str(report.improved)),
-        ("failed", str(report.failed)),
-        ("retried", str(report.retried)),
-        ("dropped", str(report.dropped)),
-        ("errors", str(report.errors)),
+        ("fitted", str(counts.fitted)),
+        ("accepted", str(counts.accepted)),
+        ("improved", str(counts.improved)),
+        ("failed", failed_text(counts)),
+        ("retried", str(counts.retried)),
+        ("dropped", str(counts.dropped)),
+        ("errors", str(counts.errors)),
         ("actor restarts", str(report.restarts)),
         ("in store", f"{report.in_store} / {report.samples}"),
         ("fits/s", f"{report.fits_per_s:.1f}"),
         ("mean loss", mean_loss),
-        ("frac valid", f"{report.frac_valid:.3f}"),
+        ("frac valid", f"{counts.frac_valid:.3f}"),
         ("actor nodes", str(len(report.actor_nodes))),
         ("seconds", f"{report.seconds:.1f}"),
     ]
@@ -73,8 +76,6 @@ def fits_init_command(
     ] = None,
 ):
     """Fit every sample of DATA with the fitting actors, from the mean pose or --init, into STORE."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
     from fitting_workers.config import FittingConfig
     from fitting_workers.dataset_fit import check_dataset_name, fit_dataset, load_initialisation
     from fitting_workers.runtime import ray_session
@@ -82,6 +83,7 @@ def fits_init_command(
     from fitting_workers.store_actor import open_store_writer
     from spin.body.files import resolve_body_files
     from spin.data.spin_format import load_spin_npz
+    from spin.progress import progress_bar
 
     check_dataset_name(dataset)
     annotations = load_spin_npz(data)
@@ -103,22 +105,14 @@ def fits_init_command(
     local_cpus = max(os.cpu_count() or 1, math.ceil(workers * cpus_per_actor))
     with ray_session(address=ray_address, num_cpus=None if ray_address else local_cpus):
         writer = open_store_writer(str(store))
-        with Progress(
-            TextColumn("[bold]fitting[/] {task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            console=_console,
-            transient=False,
-        ) as progress:
-            task = progress.add_task(dataset, total=len(annotations))
+        with progress_bar(f"fitting {dataset}", total=len(annotations), console=_console) as bar:
 
             def advance(done: int, total: int) -> None:
-                progress.update(task, completed=done, total=total)
+                bar.update(completed=done, total=total)
 
             report = fit_dataset(annotations, dataset, writer, config, body_files, init=initial,
                                  on_progress=advance)
     _console.print(_report_table(report))
-    if report.last_error and (report.errors or report.dropped):
+    if report.last_error and (report.counts.errors or report.counts.dropped):
         _console.print(f"[yellow]last error:[/] {report.last_error}", highlight=False)
     return report

@@ -28,6 +28,23 @@ def _default_config_path() -> Path:
     return DEFAULT_CONFIG
 
 
+# The regressor's shape: the checkpoint's weights only load into the same architecture.
+ARCHITECTURE_KEYS = ("model.backbone", "model.hidden", "model.iterations", "model.img_res")
+
+
+def check_resume_overrides(saved, wanted, run_dir: Path) -> None:
+    """A UserError naming the first architecture key that `--resume` overrides would change."""
+    from spin.errors import UserError
+
+    for key in ARCHITECTURE_KEYS:
+        section, name = key.split(".")
+        before, after = getattr(getattr(saved, section), name), getattr(getattr(wanted, section), name)
+        if before != after:
+            raise UserError(f"--resume cannot change {key} ({before!r} → {after!r}): the checkpoints in "
+                            f"{run_dir} hold weights of the {before!r} architecture; drop the override, or "
+                            "start a new run with --run-dir.")
+
+
 def train_command(
     overrides: Optional[list[str]] = typer.Argument(
         None, help="Config overrides as key=value, e.g. optim.lr=1e-4."),
@@ -37,10 +54,10 @@ def train_command(
     resume: Optional[Path] = typer.Option(None, "--resume", help="Continue the run in this folder exactly."),
 ) -> None:
     """Train the regressor with SMPLify fitting in the loop, in rounds; or --resume a run."""
+    from spin.cli.train_run import run_training
     from spin.config import TrainConfig
     from spin.config_loading import load_config
     from spin.errors import UserError
-    from spin.training.run import run_training
     from spin.training.trainer import CONFIG_FILE, default_run_dir
 
     overrides = list(overrides or [])
@@ -52,6 +69,8 @@ def train_command(
         if not saved.is_file():
             raise UserError(f"Run folder {resume} has no {CONFIG_FILE}; pass the folder `spin train` wrote.")
         cfg = load_config(TrainConfig, saved, overrides)
+        if overrides:
+            check_resume_overrides(load_config(TrainConfig, saved, []), cfg, resume)
         folder = resume
     else:
         cfg = load_config(TrainConfig, config or _default_config_path(), overrides)
@@ -95,6 +114,7 @@ def rounds_command(
     as_json: bool = typer.Option(False, "--json", help="Print a JSON list of per-round objects."),
 ) -> None:
     """Table and PNG plot of a run's rounds (MPJPE, PA-MPJPE, fit statistics)."""
+    from spin.cli.train_run import rounds_table
     from spin.training.rounds import PLOT_FILE, load_rounds, plot_rounds
 
     rounds = load_rounds(run_dir)
@@ -104,26 +124,3 @@ def rounds_command(
     console.print(rounds_table(rounds))
     plot = plot_rounds(rounds, run_dir / PLOT_FILE)
     console.print(f"plot: {plot}")
-
-
-def _fmt(value: object, spec: str) -> str:
-    return "—" if value is None else format(value, spec)
-
-
-def rounds_table(rounds: list[dict]) -> Table:
-    """Rich table of round metrics (what `spin rounds` and the end of `spin train` print).
-
-    valid fits: stored train fits under the threshold; train valid: train samples with one (a
-    sample without a fit counts as not valid); improved: stored fits replaced by a better one.
-    """
-    table = Table(title="rounds (test split: MPJPE / PA-MPJPE in mm)")
-    columns = ("round", "step", "MPJPE", "PA-\nMPJPE", "valid\nfits", "train\nvalid", "fit\nloss",
-               "fits\nimproved", "steps\n/s")
-    for column in columns:
-        table.add_column(column, justify="right")
-    for r in rounds:
-        table.add_row(str(r["round"]), str(r.get("step", "")), _fmt(r.get("mpjpe"), ".1f"),
-                      _fmt(r.get("pa_mpjpe"), ".1f"), _fmt(r.get("frac_valid"), ".1%"),
-                      _fmt(r.get("frac_valid_of_train"), ".1%"), _fmt(r.get("mean_fit_loss"), ".1f"),
-                      _fmt(r.get("fits_improved_in_round"), "d"), _fmt(r.get("steps_per_s"), ".2f"))
-    return table

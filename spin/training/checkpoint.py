@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import random
 import tempfile
@@ -44,11 +45,26 @@ def save_checkpoint(path: str | Path, state: dict[str, Any]) -> Path:
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         Path(tmp).unlink(missing_ok=True)
+        if isinstance(exc, OSError) and exc.errno in DISK_FULL or _disk_full_cause(exc):
+            kept = f"the previous {path.name} is kept" if path.exists() else f"no {path.name} was written"
+            raise UserError(f"The disk is full writing checkpoint {path}; {kept}. Free space on "
+                            f"{path.parent} and continue with `spin train --resume`.") from None
         raise
     _fsync_dir(path.parent)
     return path
+
+
+DISK_FULL = (errno.ENOSPC, errno.EFBIG, errno.EDQUOT)
+
+
+def _disk_full_cause(exc: BaseException) -> bool:
+    """torch.save wraps a failed write in a RuntimeError ("... file write failed"): look at its cause."""
+    cause = exc.__cause__ or exc.__context__
+    if isinstance(cause, OSError) and cause.errno in DISK_FULL:
+        return True
+    return isinstance(exc, RuntimeError) and "write failed" in str(exc)
 
 
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:

@@ -1,13 +1,129 @@
-"""Fitting in the loop: `sync` (SPIN: fit inside the step) and `async` (publish to the actor pool)."""
+"""Fitting in the loop behind one interface: `off`, `sync` (SPIN: fit inside the step), `async`.
+
+The trainer calls, per step, `supervision_for(batch, pred, step, round)` before its losses and
+`publish(batch, pred, step, round)` after its optimiser step; per round `drain(timeout)`,
+`stats()` and `record_round(...)`; `close()` at the end. `build_fitting` chooses the mode once,
+declares the datasets, opens the store (one writer) and, for `async`, starts Ray, the store writer
+actor and the actor pool. Every mode's fits go through `fitting_workers.fit_path.fit_and_offer`
+(in this process for `sync`, in the actors for `async`).
+"""
 
 from __future__ import annotations
 
-import time
-from typing import Any
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
 
-import numpy as np
+from fitting_workers.counts import FitCounts
+from fitting_workers.fit_path import fit_and_offer, smplify_fitter
+from fitting_workers.jobs import FitJobBatch, concat_jobs
+from spin.training.step import Prediction, canonical_fit_jobs
+from spin.training.supervision import CollateWithFits, StoreFitReader, Supervision, build_supervision
 
-from spin.training.step import FitJobs
+if TYPE_CHECKING:
+    import torch
+
+    from spin.body import BodyFiles, BodyModel
+    from spin.config import TrainConfig
+
+
+def close_all(closers: list[Callable[[], None]]) -> None:
+    """Run and remove `closers`, last added first; teardown goes on whatever one of them raises."""
+    while closers:
+        closer = closers.pop()
+        try:
+            closer()
+        except Exception:  # noqa: BLE001 - one failing part must not keep the others running
+            pass
+
+
+class Fitting(Protocol):
+    """What the trainer needs of fitting, whichever the mode.
+
+    store: the local store for the run's reads (statistics, counters, snapshots); collate: the
+    data loader's collate function (reads the batch's fits where the mode reads them there).
+    """
+
+    mode: str
+    store: Any
+    collate: CollateWithFits
+
+    def supervision_for(self, batch: dict[str, Any], pred: Prediction, step: int, round: int) -> Supervision:
+        """The batch's 3D supervision (CPU) for the losses of this step."""
+
+    def publish(self, batch: dict[str, Any], pred: Prediction, step: int, round: int) -> None:
+        """Hand the step's predictions on for fitting (after the optimiser step); never waits."""
+
+    def drain(self, timeout: float) -> None:
+        """Wait up to `timeout` seconds for fits still being made (round ends)."""
+
+    def stats(self) -> dict[str, Any]:
+        """Fitting statistics (`FitCounts.as_dict()` keys and the mode's own)."""
+
+    def record_round(self, number: int, summary: dict[str, Any]) -> None:
+        """Record a finished round's summary in the store's metadata."""
+
+    def close(self) -> None:
+        """Stop what the mode started; idempotent."""
+
+
+class _LocalStoreFitting:
+    """Shared by `off` and `sync`: this process is the store's only writer."""
+
+    mode = "off"
+
+    def __init__(self, store: Any, collate: CollateWithFits) -> None:
+        self.store = store
+        self.collate = collate
+
+    def supervision_for(self, batch, pred, step, round) -> Supervision:
+        return batch["supervision"]  # read with the batch, in the data loader
+
+    def publish(self, batch, pred, step, round) -> None:
+        pass
+
+    def drain(self, timeout: float) -> None:
+        pass
+
+    def stats(self) -> dict[str, Any]:
+        return {}
+
+    def record_round(self, number: int, summary: dict[str, Any]) -> None:
+        self.store.record_round(number, summary)
+
+    def close(self) -> None:
+        self.store.close()
+
+
+class NoFitting(_LocalStoreFitting):
+    """`fitting.mode=off`: the store's fits (and ground truth) supervise; nothing is fitted."""
+
+
+class SyncFitting(_LocalStoreFitting):
+    """SPIN's order inside the step: SMPLify on the batch from the detached prediction, then
+    `put_if_better`, then the store's best fits for the batch's keys supervise."""
+
+    mode = "sync"
+
+    def __init__(self, fitter: Callable[[FitJobBatch], Any], store: Any, threshold: float) -> None:
+        super().__init__(store, CollateWithFits(None, threshold))  # the step reads, after fitting
+        self.fitter = fitter
+        self.threshold = threshold
+        self.counts = FitCounts()
+
+    def supervision_for(self, batch, pred, step, round) -> Supervision:
+        jobs = canonical_fit_jobs(pred, batch, step, round)
+        _, counts = fit_and_offer(self.fitter, self.store, jobs, self.threshold)
+        self.counts = self.counts + counts
+        # The best fit per key after the write (the new one where accepted, else the stored one).
+        fits = self.store.get(jobs.keys)
+        return build_supervision(fits, batch["flip"], batch["rot"], batch["pose"], batch["betas"],
+                                 batch["has_smpl"], self.threshold)
+
+    def stats(self) -> dict[str, Any]:
+        counts = self.counts
+        return {**counts.as_dict(), "fits_per_s": counts.fitted / counts.fit_seconds if counts.fit_seconds
+                else 0.0, "queue_depth": 0, "staleness_steps": 0.0}
 
 
 class AsyncFitting:
@@ -15,100 +131,97 @@ class AsyncFitting:
 
     Jobs are buffered until a full fitting batch is ready (the pool's actors are most efficient on
     their configured batch size); a batch the pool has no room for is dropped there and counted.
+    Supervision is what the data loader read from the store with the batch.
     """
 
-    def __init__(self, pool: Any, batch_size: int):
+    mode = "async"
+
+    def __init__(self, pool: Any, batch_size: int, store: Any, writer: Any, collate: CollateWithFits,
+                 closers: list[Callable[[], None]] | None = None) -> None:
         self.pool = pool
         self.batch_size = batch_size
-        self._buffer: list[FitJobs] = []
-        self._buffered = 0
-        self.published = 0
-        self.dropped_batches = 0
+        self.store = store  # read-only: any local process may read
+        self.writer = writer
+        self.collate = collate
+        self._buffer: FitJobBatch | None = None
+        self._closers = list(closers or [])
 
-    def publish(self, jobs: FitJobs, step: int, round: int) -> None:
-        from fitting_workers.jobs import FitJobBatch
+    def supervision_for(self, batch, pred, step, round) -> Supervision:
+        return batch["supervision"]
 
+    def publish(self, batch, pred, step, round) -> None:
         self.pool.set_step(step)
-        self._buffer.append(jobs)
-        self._buffered += len(jobs.keys)
-        while self._buffered >= self.batch_size:
-            merged = _concat(self._buffer)
-            head, tail = _split(merged, self.batch_size)
-            self._buffer = [tail] if tail.keys else []
-            self._buffered = len(tail.keys)
-            batch = FitJobBatch(keys=head.keys, keypoints=head.keypoints, pose=head.pose, betas=head.betas,
-                                cam_t=head.cam_t, step=step, round=round)
-            self.published += len(batch)
-            if not self.pool.submit(batch):
-                self.dropped_batches += 1
+        jobs = canonical_fit_jobs(pred, batch, step, round)
+        pending = jobs if self._buffer is None else concat_jobs([self._buffer, jobs])
+        while pending is not None and len(pending) >= self.batch_size:
+            head, pending = pending.split(self.batch_size)
+            self.pool.submit(head)
+        self._buffer = pending
+
+    def drain(self, timeout: float) -> None:
+        self.pool.wait_idle(timeout=timeout)
 
     def stats(self) -> dict[str, Any]:
         return self.pool.stats()
 
-    def close(self) -> None:
-        self.pool.shutdown()
-
-
-class SyncFitting:
-    """SPIN's order inside the step: SMPLify on the batch from the detached prediction, then
-    `put_if_better`, then the store's best fits for the batch's keys are read back."""
-
-    def __init__(self, smplify: Any, store: Any):
-        self.smplify = smplify
-        self.store = store
-        self.fitted = 0
-        self.accepted = 0
-        self.improved = 0
-        self.failed = 0
-        self.valid = 0
-        self.loss_sum = 0.0
-        self.fit_seconds = 0.0
-
-    def fit_and_store(self, jobs: FitJobs, step: int, round: int, threshold: float) -> dict[str, np.ndarray]:
-        started = time.perf_counter()
-        result = self.smplify.fit(jobs.keypoints, jobs.pose, jobs.betas, jobs.cam_t)
-        self.fit_seconds += time.perf_counter() - started
-        ok = ~np.asarray(result.failed, dtype=bool)
-        keys = [key for key, good in zip(jobs.keys, ok, strict=True) if good]
-        if keys:
-            put = self.store.put_if_better(keys, result.pose[ok], result.betas[ok], result.cam_t[ok],
-                                           result.loss[ok], round=round, step=step, source="smplify")
-            self.accepted += int(put.accepted.sum())
-            self.improved += int(put.improved.sum())
-        self.fitted += len(jobs.keys)
-        self.failed += int((~ok).sum())
-        self.valid += int((np.asarray(result.loss)[ok] < threshold).sum())
-        self.loss_sum += float(np.asarray(result.loss)[ok].sum())
-        fits = self.store.get(jobs.keys)
-        return {name: fits[name] for name in ("pose", "betas", "loss", "present")}
-
-    def stats(self) -> dict[str, Any]:
-        usable = self.fitted - self.failed
-        return {"fitted": self.fitted, "accepted": self.accepted, "improved": self.improved,
-                "failed": self.failed, "valid": self.valid,
-                "accepted_frac": self.accepted / self.fitted if self.fitted else 0.0,
-                "improved_frac": self.improved / self.fitted if self.fitted else 0.0,
-                "mean_loss": self.loss_sum / usable if usable else float("nan"),
-                "fits_per_s": self.fitted / self.fit_seconds if self.fit_seconds else 0.0,
-                "queue_depth": 0, "staleness_steps": 0.0}
+    def record_round(self, number: int, summary: dict[str, Any]) -> None:
+        self.writer.record_round(number, summary)
 
     def close(self) -> None:
-        pass
+        close_all(self._closers)
 
 
-def _concat(parts: list[FitJobs]) -> FitJobs:
-    if len(parts) == 1:
-        return parts[0]
-    return FitJobs(keys=[k for p in parts for k in p.keys],
-                   keypoints=np.concatenate([p.keypoints for p in parts]),
-                   pose=np.concatenate([p.pose for p in parts]),
-                   betas=np.concatenate([p.betas for p in parts]),
-                   cam_t=np.concatenate([p.cam_t for p in parts]))
+def build_fitting(config: TrainConfig, store_path: Path, dataset_sizes: dict[str, int], body: BodyModel,
+                  body_files: BodyFiles, device: torch.device) -> Fitting:
+    """The run's fitting, chosen once from `config.fitting.mode`, with its store opened.
+
+    Declares the training datasets (name → size) before any writer starts; then exactly one writer:
+    this process (`off`, `sync`) or the store writer actor (`async`).
+    """
+    from store import FitsStore
+
+    threshold = config.fitting.smplify.threshold
+    store = FitsStore(store_path)
+    try:
+        for name, size in dataset_sizes.items():
+            store.declare_dataset(name, size)
+    except BaseException:
+        store.close()
+        raise
+    mode = config.fitting.mode
+    if mode == "off":
+        return NoFitting(store, CollateWithFits(StoreFitReader(store_path), threshold))
+    if mode == "sync":
+        from fitting_workers.smplify import SMPLify
+
+        smplify = SMPLify(body, body_files.prior, config.fitting.smplify, device=device)
+        return SyncFitting(smplify_fitter(smplify), store, threshold)
+    store.close()
+    return _start_async(config, store_path, body_files)
 
 
-def _split(jobs: FitJobs, n: int) -> tuple[FitJobs, FitJobs]:
-    def cut(sl: slice) -> FitJobs:
-        return FitJobs(keys=jobs.keys[sl], keypoints=jobs.keypoints[sl], pose=jobs.pose[sl],
-                       betas=jobs.betas[sl], cam_t=jobs.cam_t[sl])
+def _start_async(config: TrainConfig, store_path: Path, body_files: BodyFiles) -> AsyncFitting:
+    from fitting_workers.pool import FittingPool
+    from fitting_workers.runtime import start_ray, stop_ray
+    from fitting_workers.store_actor import open_store_writer
+    from store import FitsStore
 
-    return cut(slice(0, n)), cut(slice(n, None))
+    cfg = config.fitting
+    closers: list[Callable[[], None]] = []
+    fitting = None
+    try:
+        if start_ray(address=cfg.ray_address, connect_timeout_s=cfg.connect_timeout_s):
+            closers.append(stop_ray)
+        writer = open_store_writer(str(store_path))
+        closers.append(writer.kill)  # releases the writer handle (after the pool stops)
+        reader = FitsStore(store_path, readonly=True)
+        closers.append(reader.close)
+        pool = FittingPool(cfg, body_files, writer)
+        closers.append(pool.shutdown)
+        collate = CollateWithFits(StoreFitReader(store_path), cfg.smplify.threshold)
+        fitting = AsyncFitting(pool, cfg.batch_size, reader, writer, collate, closers)
+        pool.wait_ready()
+        return fitting
+    except BaseException:
+        close_all(fitting._closers if fitting is not None else closers)
+        raise

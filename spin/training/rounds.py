@@ -44,6 +44,29 @@ def load_rounds(run_dir: str | Path) -> list[dict[str, Any]]:
     return sorted(rounds, key=lambda r: r["round"])
 
 
+def train_fit_stats(store: Any, sizes: dict[str, int], threshold: float) -> dict[str, Any]:
+    """Fit statistics over the training datasets (`sizes`: name → samples): count, coverage,
+    frac_valid (of stored / of train samples), mean and per-dataset median loss."""
+    from store.stats import dataset_stats
+
+    everything = dataset_stats(store, threshold)
+    per_dataset = {k: v for k, v in everything.items() if k in sizes}
+    count = sum(v["count"] for v in per_dataset.values())
+    size = sum(sizes.values())
+    valid = sum(v["frac_valid"] * v["count"] for v in per_dataset.values())
+    scored = [(v["mean_loss"], v["count"] - v["unscored"]) for v in per_dataset.values()
+              if v["mean_loss"] is not None]
+    weight = sum(n for _, n in scored)
+    return {
+        "fits_count": count,
+        "coverage": count / size if size else 0.0,
+        "frac_valid": valid / count if count else 0.0,
+        "frac_valid_of_train": valid / size if size else 0.0,
+        "mean_fit_loss": sum(m * n for m, n in scored) / weight if weight else None,
+        "median_fit_loss": {k: v["median_loss"] for k, v in per_dataset.items()},
+    }
+
+
 def plot_rounds(rounds: list[dict[str, Any]], out: Path) -> Path:
     """PNG: MPJPE and PA-MPJPE per round (left), fit statistics per round (right)."""
     import matplotlib

@@ -6,10 +6,11 @@ from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
 import torch
 
+from fitting_workers.jobs import FitJobBatch
 from spin.body import BodyModel
+from spin.camera import CropCamera
 from spin.data.augment import canonicalise_cam_t, canonicalise_pose
 from spin.geometry import matrix_to_axis_angle, perspective_projection, weak_perspective_to_cam_t
 from spin.joints import JOINT_NAMES
@@ -26,14 +27,6 @@ from spin.models import Regressor
 from spin.training.supervision import Supervision
 
 PELVIS = JOINT_NAMES.index("OP MidHip")  # model joint 0: the SMPL root the global rotation turns about
-
-
-@dataclass
-class Camera:
-    """SPIN's crop camera: focal length 5000 px in the 224-px crop, principal point at its centre."""
-
-    focal_length: float = 5000.0
-    crop_res: int = 224
 
 
 @dataclass
@@ -57,13 +50,13 @@ def autocast_context(device: torch.device, amp_dtype: torch.dtype | None):
     return torch.autocast("cuda", dtype=amp_dtype)
 
 
-def project_normalised(joints: torch.Tensor, cam_t: torch.Tensor, camera: Camera) -> torch.Tensor:
+def project_normalised(joints: torch.Tensor, cam_t: torch.Tensor, camera: CropCamera) -> torch.Tensor:
     """Project joints (B,N,3) with cam_t (B,3) into the crop, normalised to [-1, 1] → (B,N,2)."""
     center = torch.zeros(2, device=joints.device, dtype=joints.dtype)
     return perspective_projection(joints, cam_t, camera.focal_length, center) / (camera.crop_res / 2.0)
 
 
-def predict(model: Regressor, body: BodyModel, images: torch.Tensor, camera: Camera, need_vertices: bool,
+def predict(model: Regressor, body: BodyModel, images: torch.Tensor, camera: CropCamera, need_vertices: bool,
             amp_dtype: torch.dtype | None = None) -> Prediction:
     """Network forward, then the body model and the projection in float32."""
     with autocast_context(images.device, amp_dtype):
@@ -99,22 +92,9 @@ def loss_terms(pred: Prediction, batch: dict[str, Any], target: Supervision, bod
     return terms
 
 
-@dataclass
-class FitJobs:
-    """Canonical-frame fitting jobs for a batch (numpy float32): what SMPLify gets.
-
-    keys (B,), keypoints (B,49,3) 224-px crop pixels, pose (B,72), betas (B,10), cam_t (B,3).
-    """
-
-    keys: list[str]
-    keypoints: np.ndarray
-    pose: np.ndarray
-    betas: np.ndarray
-    cam_t: np.ndarray
-
-
-def canonical_fit_jobs(pred: Prediction, batch: dict[str, Any]) -> FitJobs:
-    """The batch's detached predictions mapped back to each sample's canonical frame."""
+def canonical_fit_jobs(pred: Prediction, batch: dict[str, Any], step: int = 0, round: int = 0) -> FitJobBatch:
+    """The batch's detached predictions mapped back to each sample's canonical frame, as fitting jobs
+    of training step `step` in round `round`."""
     flip, rot, scale = batch["flip"].bool().cpu(), batch["rot"].float().cpu(), batch["scale"].float().cpu()
     rotmat = pred.rotmat.detach().float().cpu()
     pose = matrix_to_axis_angle(rotmat).reshape(-1, 72)
@@ -122,5 +102,6 @@ def canonical_fit_jobs(pred: Prediction, batch: dict[str, Any]) -> FitJobs:
     pose = torch.as_tensor(canonicalise_pose(pose, flip, rot), dtype=torch.float32)
     root = pred.joints.detach().float().cpu()[:, PELVIS]
     cam_t = torch.as_tensor(canonicalise_cam_t(pred.cam_t.detach().float().cpu(), root, flip, rot, scale))
-    return FitJobs(keys=list(batch["key"]), keypoints=batch["keypoints_crop"].float().cpu().numpy(),
-                   pose=pose.numpy(), betas=pred.betas.detach().float().cpu().numpy(), cam_t=cam_t.numpy())
+    return FitJobBatch(keys=list(batch["key"]), keypoints=batch["keypoints_crop"].float().cpu().numpy(),
+                       pose=pose.numpy(), betas=pred.betas.detach().float().cpu().numpy(),
+                       cam_t=cam_t.numpy(), step=step, round=round)

@@ -16,7 +16,6 @@ Single process today (rank 0 of 1; `torch.distributed` is not required).
 
 from __future__ import annotations
 
-import math
 import random
 import shutil
 import time
@@ -29,6 +28,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from spin.body import BodyModel, load_mean_params, resolve_body_files
+from spin.camera import CropCamera
 from spin.config import TrainConfig
 from spin.config_loading import config_to_yaml
 from spin.errors import UserError
@@ -36,19 +36,20 @@ from spin.evaluation.evaluate import evaluate_model
 from spin.models import build_regressor
 from spin.training.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from spin.training.data_setup import TrainData, build_data
-from spin.training.fitting import AsyncFitting, SyncFitting
+from spin.training.fitting import Fitting, build_fitting, close_all
 from spin.training.overlays import keypoint_overlay
-from spin.training.rounds import METRICS_FILE, round_dir, round_finished, write_metrics
+from spin.training.rounds import METRICS_FILE, round_dir, round_finished, train_fit_stats, write_metrics
 from spin.training.run_logger import RunLogger
 from spin.training.sampler import ResumableSampler, SeededDraws
-from spin.training.step import Camera, canonical_fit_jobs, loss_terms, predict
-from spin.training.supervision import CollateWithFits, StoreFitReader, build_supervision
+from spin.training.schedule import build_scheduler
+from spin.training.step import loss_terms, predict
 
 LAST_CHECKPOINT = "last.pt"
 CONFIG_FILE = "config.yaml"
 STORE_DIR = "fits.lmdb"
 FIT_LOG_KEYS = ("fits_per_s", "accepted_frac", "improved_frac", "queue_depth", "staleness_steps", "dropped",
-                "accepted", "improved", "fitted", "restarts")
+                "accepted", "improved", "fitted", "failed", "restarts")
+DEVICE_TYPES = ("cpu", "cuda", "mps")
 LOSS_KEYS = ("total", "keypoints_2d", "keypoints_3d", "pose", "betas", "camera", "vertices")
 
 
@@ -57,11 +58,19 @@ def default_run_dir(config: TrainConfig) -> Path:
 
 
 def select_device(name: str) -> torch.device:
+    """`auto` (CUDA when available), `cpu`, `cuda`, `cuda:N` or `mps`; anything else is a UserError."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
+    try:
+        device = torch.device(name)
+    except (RuntimeError, TypeError):
+        device = None
+    if device is None or device.type not in DEVICE_TYPES:
+        raise UserError(f"Config key device is {name!r}, which is not a device this trainer runs on; "
+                        "set device=auto, cpu, cuda or cuda:N.")
+    if device.type == "cuda" and not torch.cuda.is_available():
         raise UserError(f"Config device is '{name}' but CUDA is not available here; set device=cpu or auto.")
-    return torch.device(name)
+    return device
 
 
 def seed_everything(seed: int) -> None:
@@ -85,9 +94,9 @@ class Trainer:
         self.is_main = rank == 0
         self.on_step = on_step
         self.device = select_device(config.device)
-        self.mode = config.fitting.mode
         self.threshold = config.fitting.smplify.threshold
-        self.camera = Camera(config.fitting.smplify.focal_length, config.fitting.smplify.img_res)
+        # The crop camera SMPLify fits in, so predictions and fits project alike.
+        self.camera = CropCamera(config.fitting.smplify.focal_length, config.fitting.smplify.img_res)
         self.amp_dtype = {"off": None, "bf16": torch.bfloat16, "fp16": torch.float16}[config.optim.amp]
         if self.device.type != "cuda":
             self.amp_dtype = None  # CPU runs float32
@@ -109,18 +118,23 @@ class Trainer:
             self.model = self.model.to(memory_format=torch.channels_last)
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=config.optim.lr,
                                           weight_decay=config.optim.weight_decay)
-        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, self._lr_factor)
+        self.scheduler = build_scheduler(self.optimizer, config.optim, self.total_steps)
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
         self.step = 0
         self.round_start_count = 0
         self.round_acc = self._empty_round_acc()
         self.wandb_id: str | None = None
         self.elapsed_before = 0.0
+        self.stop_signal: int | None = None  # set by request_stop
         if state is not None:
             self._load_state(state)
 
         try:
-            self._open_store_and_fitting()
+            self.fitting: Fitting = build_fitting(config, self.store_path, self.data.sizes, self.body,
+                                                  self.body_files, self.device)
+            self._closers.append(self.fitting.close)
+            self.store = self.fitting.store  # local reads: statistics, counters, snapshots
+            self.collate = self.fitting.collate
             self.loader = self._train_loader()
             self.test_loader = DataLoader(self.data.test, batch_size=config.rounds.eval_batch_size,
                                           shuffle=False, num_workers=min(config.data.num_workers, 2),
@@ -156,58 +170,6 @@ class Trainer:
             (self.run_dir / CONFIG_FILE).write_text(config_to_yaml(self.config))
         return None
 
-    def _lr_factor(self, step: int) -> float:
-        optim = self.config.optim
-        factor = 1.0
-        if optim.warmup_steps > 0 and step < optim.warmup_steps:
-            factor = (step + 1) / optim.warmup_steps
-        if optim.schedule == "cosine":
-            total = self.config.rounds.num_rounds * self.config.rounds.steps_per_round
-            progress = min(1.0, step / max(1, total))
-            cosine = 0.5 * (1 + math.cos(math.pi * progress))
-            factor *= optim.min_lr_factor + (1 - optim.min_lr_factor) * cosine
-        return factor
-
-    def _open_store_and_fitting(self) -> None:
-        from store import FitsStore
-
-        # Declare the training datasets (name → size) before any writer starts; then one writer.
-        declare = FitsStore(self.store_path)
-        for name, size in self.data.sizes.items():
-            declare.declare_dataset(name, size)
-        self.fitting: AsyncFitting | SyncFitting | None = None
-        reader: StoreFitReader | None = StoreFitReader(self.store_path)
-        if self.mode == "async":
-            declare.close()
-            self._start_async_fitting()
-            self.store = FitsStore(self.store_path, readonly=True)  # any local process may read
-        else:
-            self.store = declare  # this process is the only writer
-            if self.mode == "sync":
-                from fitting_workers.smplify import SMPLify
-
-                smplify = SMPLify(self.body, self.body_files.prior, self.config.fitting.smplify,
-                                  device=self.device)
-                self.fitting = SyncFitting(smplify, self.store)
-                reader = None  # the step reads the store after fitting the batch
-        self._closers.append(self.store.close)
-        self.collate = CollateWithFits(reader, self.threshold)
-
-    def _start_async_fitting(self) -> None:
-        from fitting_workers.pool import FittingPool
-        from fitting_workers.runtime import start_ray, stop_ray
-        from fitting_workers.store_actor import open_store_writer
-
-        cfg = self.config.fitting
-        if start_ray(address=cfg.ray_address):
-            self._closers.append(stop_ray)
-        self.remote_store = open_store_writer(str(self.store_path))
-        self._closers.append(self.remote_store.kill)  # releases the writer handle (after the pool stops)
-        pool = FittingPool(cfg, self.body_files, self.remote_store)
-        self.fitting = AsyncFitting(pool, cfg.batch_size)
-        self._closers.append(self.fitting.close)
-        pool.wait_ready()
-
     def _train_loader(self) -> DataLoader:
         cfg = self.config.data
         sampler = ResumableSampler(len(self.data.train), seed=self.config.seed,
@@ -225,7 +187,7 @@ class Trainer:
     @staticmethod
     def _empty_round_acc() -> dict[str, float]:
         acc = {f"loss/{k}": 0.0 for k in LOSS_KEYS}
-        acc.update(batches=0, batches_with_fit=0, samples=0, supervised_fit=0, supervised_gt=0, fit_present=0,
+        acc.update(batches=0, batches_with_fit=0, samples=0, supervised_fit=0, supervised_gt=0,
                    steps_time=0.0)
         return acc
 
@@ -297,11 +259,22 @@ class Trainer:
         while self.step < self.total_steps:
             batch = next(batches)
             self.train_step(batch)
+            if self.stop_signal is not None:
+                self.save_last()  # between steps: the state is consistent
+                break
             if self.step % spr == 0:
                 finished.append(self.end_round(self.step // spr))
             elif self.step % self.config.rounds.checkpoint_every == 0:
                 self.save_last()
         return finished
+
+    def request_stop(self, signum: int = 0) -> None:
+        """Stop after the current step, writing last.pt (safe to call from a signal handler)."""
+        self.stop_signal = signum
+
+    @property
+    def stopped_early(self) -> bool:
+        return self.stop_signal is not None and self.step < self.total_steps
 
     def _to_device(self, batch: dict[str, Any]) -> dict[str, Any]:
         nb = self._pin
@@ -321,15 +294,8 @@ class Trainer:
         pred = predict(self.model, self.body, batch["img"], self.camera,
                        need_vertices=cfg.losses.vertex_weight > 0, amp_dtype=self.amp_dtype)
         round_number = self.current_round
-        if self.mode == "sync":
-            assert isinstance(self.fitting, SyncFitting)
-            jobs = canonical_fit_jobs(pred, cpu_batch)
-            fits = self.fitting.fit_and_store(jobs, self.step, round_number, self.threshold)
-            supervision = build_supervision(fits, cpu_batch["flip"], cpu_batch["rot"], cpu_batch["pose"],
-                                            cpu_batch["betas"], cpu_batch["has_smpl"], self.threshold)
-            supervision = supervision.to(self.device)
-        else:
-            supervision = batch["supervision"].to(self.device, non_blocking=self._pin)
+        supervision = self.fitting.supervision_for(cpu_batch, pred, self.step, round_number)
+        supervision = supervision.to(self.device, non_blocking=self._pin)
         terms = loss_terms(pred, batch, supervision, self.body, cfg.losses)
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(terms["total"]).backward()
@@ -339,9 +305,7 @@ class Trainer:
         self.scaler.step(self.optimizer)
         self.scaler.update()
         self.scheduler.step()
-        if self.mode == "async":
-            assert isinstance(self.fitting, AsyncFitting)
-            self.fitting.publish(canonical_fit_jobs(pred, cpu_batch), self.step, round_number)
+        self.fitting.publish(cpu_batch, pred, self.step, round_number)
         self.step += 1
         values = {k: float(v.detach()) for k, v in terms.items()}
         self._accumulate(values, supervision, time.perf_counter() - started)
@@ -360,12 +324,8 @@ class Trainer:
         acc["supervised_fit"] += int(supervision.from_fit.sum())
         acc["batches_with_fit"] += int(bool(supervision.from_fit.any()))
         acc["supervised_gt"] += int((supervision.valid & ~supervision.from_fit).sum())
-        acc["fit_present"] += int(supervision.present.sum())
         acc["steps_time"] += seconds
         self.last_supervision = supervision
-
-    def _fit_stats(self) -> dict[str, Any]:
-        return self.fitting.stats() if self.fitting is not None else {}
 
     def _log_step(self, values: dict[str, float]) -> None:
         logged = {f"train/{k}": v for k, v in values.items()}
@@ -373,48 +333,31 @@ class Trainer:
         logged["train/round"] = self.current_round
         sup = self.last_supervision
         logged["train/supervised_fit_frac"] = float(sup.from_fit.float().mean())
-        stats = self._fit_stats()
+        stats = self.fitting.stats()
         for key in FIT_LOG_KEYS:
             if isinstance(stats.get(key), int | float):
                 logged[f"fitting/{key}"] = stats[key]
+        for reason, count in stats.get("failed_by_reason", {}).items():
+            logged[f"fitting/failed/{reason}"] = count
         self.logger.log(logged, step=self.step)
 
     # ----------------------------------------------------------------------------- rounds
-
-    def train_fit_stats(self) -> dict[str, Any]:
-        """Fit statistics over the training datasets: count, coverage, frac_valid, mean loss, improved."""
-        from store.stats import dataset_stats
-
-        everything = dataset_stats(self.store, self.threshold)
-        per_dataset = {k: v for k, v in everything.items() if k in self.data.sizes}
-        count = sum(v["count"] for v in per_dataset.values())
-        size = sum(self.data.sizes.values())
-        valid = sum(v["frac_valid"] * v["count"] for v in per_dataset.values())
-        scored = [(v["mean_loss"], v["count"] - v["unscored"]) for v in per_dataset.values()
-                  if v["mean_loss"] is not None]
-        weight = sum(n for _, n in scored)
-        return {
-            "fits_count": count,
-            "coverage": count / size if size else 0.0,
-            "frac_valid": valid / count if count else 0.0,
-            "frac_valid_of_train": valid / size if size else 0.0,
-            "mean_fit_loss": sum(m * n for m, n in scored) / weight if weight else None,
-            "median_fit_loss": {k: v["median_loss"] for k, v in per_dataset.items()},
-        }
 
     def end_round(self, number: int) -> dict[str, Any]:
         """Checkpoint, snapshot, evaluation and fit statistics of round `number` (1-based)."""
         cfg = self.config
         folder = round_dir(self.run_dir, number)
         folder.mkdir(parents=True, exist_ok=True)
-        if isinstance(self.fitting, AsyncFitting) and cfg.rounds.drain_fits_s > 0:
+        if cfg.rounds.drain_fits_s > 0:
             # The round's statistics and snapshot should include the fits of its own predictions;
             # the queue is bounded (a few batches per actor), so this is short.
-            self.fitting.pool.wait_idle(timeout=cfg.rounds.drain_fits_s)
-        fit_stats = {k: v for k, v in self._fit_stats().items()
-                     if isinstance(v, int | float | str | type(None))}
-        store_stats = self.train_fit_stats()
-        counters = self.store.counters() if hasattr(self.store, "counters") else {}
+            self.fitting.drain(cfg.rounds.drain_fits_s)
+        stats = self.fitting.stats()
+        fit_stats = {k: v for k, v in stats.items() if isinstance(v, int | float | str | type(None))}
+        if "failed_by_reason" in stats:
+            fit_stats["failed_by_reason"] = dict(stats["failed_by_reason"])
+        store_stats = train_fit_stats(self.store, self.data.sizes, self.threshold)
+        counters = self.store.counters()
         accepted_in_round = int(counters.get("by_round", {}).get(str(number), {}).get("accepted", 0))
         new_in_round = store_stats["fits_count"] - self.round_start_count
         evaluation = evaluate_model(self.model, self.body, self.test_loader, self.device,
@@ -435,7 +378,7 @@ class Trainer:
             "batches_with_fit_supervision": acc["batches_with_fit"],
             "train_loss": {k.removeprefix("loss/"): acc[k] / batches for k in acc if k.startswith("loss/")},
             "steps_per_s": acc["batches"] / acc["steps_time"] if acc["steps_time"] else None,
-            "fitting_mode": self.mode,
+            "fitting_mode": self.fitting.mode,
             "fitting": fit_stats,
         }
         if self.is_main:
@@ -464,9 +407,7 @@ class Trainer:
     def _record_round(self, number: int, metrics: dict[str, Any]) -> None:
         summary = {k: metrics[k] for k in ("mpjpe", "pa_mpjpe", "frac_valid", "coverage", "mean_fit_loss",
                                             "fits_improved_in_round", "step")}
-        writer = getattr(self, "remote_store", None) if self.mode == "async" else self.store
-        if writer is not None and hasattr(writer, "record_round"):
-            writer.record_round(number, summary)
+        self.fitting.record_round(number, summary)
 
     @torch.no_grad()
     def _overlays(self, folder: Path, number: int) -> list[str]:
@@ -496,12 +437,7 @@ class Trainer:
 
     def close(self) -> None:
         """Stop the fitting actors, Ray (if started here), wandb; idempotent."""
-        while self._closers:
-            closer = self._closers.pop()
-            try:
-                closer()
-            except Exception:  # noqa: BLE001 - teardown goes on whatever one part says
-                pass
+        close_all(self._closers)
 
     def __enter__(self) -> Trainer:
         return self

@@ -10,6 +10,7 @@ from typer.testing import CliRunner
 from fitting_workers.smplify.synthetic import make_problems, save_problems
 from spin.cli.fit import fit_command
 from spin.errors import UserError
+from store import FitsStore
 
 
 @pytest.fixture(scope="module")
@@ -46,9 +47,6 @@ def test_fit_writes_fits_and_a_summary(app, dataset, tmp_path):
 
 
 def test_fit_offers_fits_to_the_store(app, dataset, tmp_path):
-    store_module = pytest.importorskip("store")
-    if not hasattr(store_module, "FitsStore"):
-        pytest.skip("store.FitsStore not available yet")
     folder, _ = dataset
     args = ["--data", str(folder / "data.npz"), "--out", str(tmp_path / "fits.npz"), "--iters", "3",
             "--store", str(tmp_path / "store"), "--dataset", "synth"]
@@ -56,7 +54,8 @@ def test_fit_offers_fits_to_the_store(app, dataset, tmp_path):
     assert result.exit_code == 0, result.output
     with np.load(tmp_path / "fits.npz") as fits:
         loss = fits["loss"]
-    fits_store = store_module.FitsStore(tmp_path / "store", readonly=True)
+    assert "stored (improved)" in result.output and "6 (0)" in result.output
+    fits_store = FitsStore(tmp_path / "store", readonly=True)
     got = fits_store.get([f"synth/{i}" for i in range(6)])
     assert got["present"].all()
     np.testing.assert_allclose(got["loss"], loss, rtol=1e-6)

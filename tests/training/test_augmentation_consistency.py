@@ -5,14 +5,15 @@ import numpy as np
 import torch
 
 from fitting_workers.smplify.losses import fit_quality
+from spin.camera import CropCamera
 from spin.data.augment import AugmentParams, augment_cam_t
 from spin.data.datasets import SpinImageDataset
 from spin.geometry import axis_angle_to_matrix
-from spin.training.step import PELVIS, Camera, Prediction, canonical_fit_jobs, project_normalised
+from spin.training.step import PELVIS, Prediction, canonical_fit_jobs, project_normalised
 from spin.training.supervision import CollateWithFits, StoreFitReader
 from store import FitsStore
 
-CAMERA = Camera()
+CAMERA = CropCamera()
 AUGMENTATIONS = [AugmentParams(), AugmentParams(flip=True), AugmentParams(rot_deg=35.0),
                  AugmentParams(flip=True, rot_deg=-50.0, scale=1.2), AugmentParams(rot_deg=20.0, scale=0.8)]
 

@@ -82,7 +82,14 @@ def test_reader_of_a_store_not_yet_created_reads_absent(tmp_path):
     assert set(empty_fits(2)) == set(fits)
 
 
-@pytest.mark.parametrize("device", ["cpu"])
+@pytest.mark.parametrize("device", [
+    "cpu",
+    pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")),
+])
 def test_supervision_moves_between_devices(device):
-    sup = _call(_fits(2, [1.0, 1.0])).to(device)
-    assert sup.pose.device.type == device
+    cpu = _call(_fits(2, [1.0, 1.0]))
+    sup = cpu.to(device)
+    for name in cpu.__dataclass_fields__:
+        moved = getattr(sup, name)
+        assert moved.device.type == device
+        assert torch.equal(moved.cpu(), getattr(cpu, name))  # the values travel unchanged

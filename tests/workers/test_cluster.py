@@ -140,7 +140,7 @@ def test_fits_init_on_a_two_node_cluster(two_node_cluster, synthetic_dataset, tm
     assert sorted(report.actor_nodes) == sorted(node_ids.values())
     assert report.writer_node == node_ids["head"]
     n = len(problems)
-    assert report.fitted == report.in_store == n and report.dropped == 0
+    assert report.counts.fitted == report.in_store == n and report.counts.dropped == 0
     with FitsStore(store_path, readonly=True) as store:
         stored = store.get([f"synth/{i}" for i in range(n)])
     assert stored["present"].all() and np.isfinite(stored["loss"]).all()

@@ -51,16 +51,16 @@ def test_actor_killed_during_fits_init_is_restarted_and_the_run_completes(
     assert killed, "the actor was never killed"
     n = len(problems)
     assert report.restarts >= 1
-    assert report.retried >= config.batch_size  # the killed actor held at least one batch
-    assert report.retried % config.batch_size == 0
+    assert report.counts.retried >= config.batch_size  # the killed actor held at least one batch
+    assert report.counts.retried % config.batch_size == 0
     # Every lost batch was retried once and succeeded, or was dropped and counted: nothing vanished.
-    assert report.fitted + report.dropped + report.errors == n
+    assert report.counts.fitted + report.counts.dropped + report.counts.errors == n
     # A retried batch may already have been written by its first attempt (killed after its one
     # put_if_better): the retry's equal loss is then refused, so accepted can fall short of fitted.
-    assert report.accepted <= report.fitted - report.failed
+    assert report.counts.accepted <= report.counts.fitted - report.counts.failed_total
     # The retries ran on the surviving actor, so nothing was dropped and every sample has its fit.
-    assert report.dropped == 0 and report.errors == 0
-    assert report.in_store == n - report.failed
+    assert report.counts.dropped == 0 and report.counts.errors == 0
+    assert report.in_store == n - report.counts.failed_total
     with FitsStore(store_path, readonly=True) as store:
         stored = store.get([f"synth/{i}" for i in range(n)])
     assert int(stored["present"].sum()) == report.in_store

@@ -44,13 +44,14 @@ def test_fits_init_fits_every_sample_into_the_store(app, synthetic_dataset, tmp_
     assert np.isfinite(stored["loss"]).all() and np.isfinite(stored["pose"]).all()
 
     # The report agrees with itself and with what the store holds (a fresh store accepts every fit).
-    assert report.samples == report.fitted == report.accepted == report.in_store == n
-    assert report.failed == report.dropped == report.retried == report.errors == 0
-    assert report.improved == 0
-    assert report.mean_loss == pytest.approx(float(stored["loss"].mean()), rel=1e-5)
-    assert report.frac_valid == pytest.approx(float((stored["loss"] < 100.0).mean()))
+    assert report.samples == report.counts.fitted == report.counts.accepted == report.in_store == n
+    counts = report.counts
+    assert counts.failed_total == counts.dropped == counts.retried == counts.errors == 0
+    assert report.counts.improved == 0
+    assert report.counts.mean_loss == pytest.approx(float(stored["loss"].mean()), rel=1e-5)
+    assert report.counts.frac_valid == pytest.approx(float((stored["loss"] < 100.0).mean()))
     assert report.fits_per_s > 0 and len(report.actor_nodes) == 1
     for column in ("samples", "fitted", "accepted", "failed", "retried", "dropped", "fits/s", "mean loss",
                    "frac valid"):
         assert column in result.output
-    assert not math.isnan(report.mean_loss)
+    assert not math.isnan(report.counts.mean_loss)

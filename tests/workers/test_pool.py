@@ -164,7 +164,11 @@ def test_improved_counts_better_fits_of_keys_already_stored(pool_and_store):
 
 def test_fractions_are_over_the_fitted_jobs(pool_and_store):
     pool, _, _ = pool_and_store
+    for loss in (10.0, 5.0, 7.0):  # this test's own work: it must pass run alone
+        pool.submit(make_batch("q", loss=loss), block=True)
+    assert pool.wait_idle(timeout=60)
     stats = pool.stats()
+    assert stats["fitted"] > 0
     assert stats["accepted_frac"] == pytest.approx(stats["accepted"] / stats["fitted"])
     assert stats["improved_frac"] == pytest.approx(stats["improved"] / stats["fitted"])
     assert 0 <= stats["improved_frac"] <= stats["accepted_frac"] <= 1
@@ -178,6 +182,7 @@ def test_errors_and_failed_fits_come_back_as_values(pool_and_store):
     counts = counts_since()
     assert counts["errors"] == B and "stand-in fit exploded" in counts["now"]["last_error"]
     assert counts["failed"] == B and counts["fitted"] == 2 * B
+    assert counts["now"]["failed_by_reason"].get("nonfinite_input", 0) >= B  # failure code 1
     assert sorted(store.losses("f")) == sorted(f"fine/{i}" for i in range(B))
     assert pool.health() == [True, True]
 
@@ -264,3 +269,18 @@ def test_an_actor_that_cannot_start_is_one_user_error():
             pool.wait_ready(timeout=120)
     finally:
         pool.shutdown()
+
+
+def test_a_writer_opened_under_its_own_name_is_passed_by_that_name(tmp_path):
+    from fitting_workers.pool import store_argument
+    from fitting_workers.store_actor import RemoteFitsStore, open_store_writer
+
+    writer = open_store_writer(tmp_path / "store", name=f"custom-{uuid.uuid4().hex[:8]}")
+    try:
+        argument = store_argument(writer)
+        assert isinstance(argument, functools.partial), "a named writer fell back to a pickled handle"
+        assert argument.args[1] == writer.path
+        connected = argument()
+        assert isinstance(connected, RemoteFitsStore) and connected.handle == writer.handle
+    finally:
+        writer.kill()

@@ -1,0 +1,95 @@
+"""`spin train` behind the CLI: a Trainer with a progress bar, a clean stop on SIGINT/SIGTERM, then
+the rounds table."""
+
+from __future__ import annotations
+
+import signal
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from spin.config import TrainConfig
+from spin.progress import progress_bar
+from spin.training.rounds import PLOT_FILE, load_rounds, plot_rounds
+from spin.training.trainer import Trainer
+
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+@contextmanager
+def stop_on_signals(trainer: Trainer) -> Iterator[None]:
+    """SIGINT/SIGTERM ask `trainer` to stop after its current step (writing last.pt); a second one
+    interrupts at once. The previous handlers come back on exit."""
+    previous = {}
+
+    def handler(signum, frame) -> None:
+        if trainer.stop_signal is not None:
+            raise KeyboardInterrupt
+        trainer.request_stop(signum)
+
+    try:
+        for sig in STOP_SIGNALS:
+            previous[sig] = signal.signal(sig, handler)
+    except ValueError:  # not the main thread: no signal handling, the default behaviour stays
+        pass
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+def run_training(config: TrainConfig, run_dir: str | Path, resume: bool = False,
+                 console: Console | None = None) -> list[dict]:
+    """Train (or resume) the run in `run_dir`; print the rounds table and where things are."""
+    console = console or Console()
+    run_dir = Path(run_dir)
+    with progress_bar("setting up", console=console) as bar:
+
+        def on_step(trainer: Trainer) -> None:
+            bar.update(completed=trainer.step, description=f"round {trainer.current_round_done}",
+                       info=trainer.progress_info())
+
+        with Trainer(config, run_dir, resume=resume, on_step=on_step) as trainer:
+            bar.update(total=trainer.total_steps, completed=trainer.step, description="training")
+            with stop_on_signals(trainer):
+                trainer.train()
+    if trainer.stopped_early:
+        name = signal.Signals(trainer.stop_signal).name if trainer.stop_signal else "a stop request"
+        console.print(f"stopped by {name} at step {trainer.step} of {trainer.total_steps} (last.pt written); "
+                      f"continue with `spin train --resume {run_dir}`", highlight=False, soft_wrap=True)
+        raise SystemExit(128 + trainer.stop_signal if trainer.stop_signal else 1)
+    rounds = load_rounds(run_dir)
+    console.print(rounds_table(rounds))
+    plot = plot_rounds(rounds, run_dir / PLOT_FILE)
+    console.print(f"run folder: {run_dir}\nplot: {plot}\nstore: {trainer.store_path}\n"
+                  f"per-round checkpoints, store snapshots, overlays: {run_dir}/round_XXX/")
+    if config.wandb.enabled:
+        console.print(f"wandb run: {run_dir}/wandb (sync an offline run with `wandb sync`)")
+    return rounds
+
+
+def _fmt(value: object, spec: str) -> str:
+    return "—" if value is None else format(value, spec)
+
+
+def rounds_table(rounds: list[dict]) -> Table:
+    """Rich table of round metrics (what `spin rounds` and the end of `spin train` print).
+
+    valid fits: stored train fits under the threshold; train valid: train samples with one (a
+    sample without a fit counts as not valid); improved: stored fits replaced by a better one.
+    """
+    table = Table(title="rounds (test split: MPJPE / PA-MPJPE in mm)")
+    columns = ("round", "step", "MPJPE", "PA-\nMPJPE", "valid\nfits", "train\nvalid", "fit\nloss",
+               "fits\nimproved", "steps\n/s")
+    for column in columns:
+        table.add_column(column, justify="right")
+    for r in rounds:
+        table.add_row(str(r["round"]), str(r.get("step", "")), _fmt(r.get("mpjpe"), ".1f"),
+                      _fmt(r.get("pa_mpjpe"), ".1f"), _fmt(r.get("frac_valid"), ".1%"),
+                      _fmt(r.get("frac_valid_of_train"), ".1%"), _fmt(r.get("mean_fit_loss"), ".1f"),
+                      _fmt(r.get("fits_improved_in_round"), "d"), _fmt(r.get("steps_per_s"), ".2f"))
+    return table
