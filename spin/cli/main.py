@@ -13,10 +13,12 @@ from rich.console import Console
 
 from spin.cli.body import body_app
 from spin.cli.data import data_app
+from spin.cli.eval import eval_command
+from spin.cli.experiment import experiment_command
 from spin.cli.fit import fit_command
 from spin.cli.fits import fits_app
 from spin.cli.fits_init import fits_init_command
-from spin.cli.train import eval_command, rounds_command, train_command
+from spin.cli.train import rounds_command, train_command
 from spin.errors import UserError
 from store.errors import StoreError
 
@@ -36,7 +38,12 @@ app.command("fit", help="Run batched SMPLify over a SPIN-format dataset file.")(
 app.command("train", help="Train the regressor with fitting in the loop, in rounds (or --resume a run).")(
     train_command
 )
-app.command("eval", help="Evaluate a checkpoint: MPJPE and PA-MPJPE (mm) on the 14 LSP joints.")(eval_command)
+app.command("eval", help="Evaluate a checkpoint with SPIN's protocols (h36m-p1/p2, 3dpw, mpi-inf-3dhp).")(
+    eval_command
+)
+app.command("experiment", help="Run a named set of training runs (rows x seeds), resumable; tables, plots.")(
+    experiment_command
+)
 app.command("rounds", help="Table and plot of a run's rounds (MPJPE, PA-MPJPE, fit statistics).")(
     rounds_command
 )

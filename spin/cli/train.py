@@ -1,4 +1,4 @@
-"""`spin train`, `spin eval`, `spin rounds`: plain functions the lead mounts on the `spin` app.
+"""`spin train`, `spin rounds`: plain functions the lead mounts on the `spin` app.
 
 Heavy imports (torch, ray) happen inside the functions so `spin --help` stays fast.
 """
@@ -11,7 +11,6 @@ from typing import Optional
 
 import typer
 from rich.console import Console
-from rich.table import Table
 
 DEFAULT_CONFIG = Path(__file__).resolve().parents[2] / "configs" / "default.yaml"
 
@@ -76,37 +75,6 @@ def train_command(
         cfg = load_config(TrainConfig, config or _default_config_path(), overrides)
         folder = run_dir or default_run_dir(cfg)
     run_training(cfg, folder, resume=resume is not None, console=console)
-
-
-def eval_command(
-    checkpoint: Path = typer.Option(
-        ..., "--checkpoint", help="A checkpoint .pt (runs/<name>/last.pt, round_XXX/...)."),
-    data: Path = typer.Option(..., "--data", help="SPIN-format test .npz."),
-    images: Optional[Path] = typer.Option(
-        None, "--images", help="Image folder or .h5 pack (default: the npz's folder)."),
-    out: Optional[Path] = typer.Option(
-        None, "--out", help="Write per-sample predictions and errors to this .npz."),
-    batch_size: int = typer.Option(64, "--batch-size"),
-    device: str = typer.Option("auto", "--device", help="cpu, cuda or auto."),
-    as_json: bool = typer.Option(False, "--json", help="Print one JSON object instead of a table."),
-) -> None:
-    """MPJPE and PA-MPJPE (mm) on the 14 LSP joints, and per-vertex error where GT SMPL exists."""
-    from spin.evaluation.checkpoint_eval import evaluate_checkpoint
-
-    result = evaluate_checkpoint(checkpoint, data, images=images, batch_size=batch_size, device=device,
-                                 out=out)
-    metrics = result.metrics()
-    if as_json:
-        print(json.dumps(metrics))
-        return
-    table = Table(title=f"{data.name} — {checkpoint}")
-    for column in ("samples", "MPJPE (mm)", "PA-MPJPE (mm)", "vertex error (mm)"):
-        table.add_column(column, justify="right")
-    table.add_row(str(metrics["count"]), f"{metrics['mpjpe']:.1f}", f"{metrics['pa_mpjpe']:.1f}",
-                  "—" if metrics["pve"] is None else f"{metrics['pve']:.1f}")
-    console.print(table)
-    if out is not None:
-        console.print(f"predictions: {out}")
 
 
 def rounds_command(

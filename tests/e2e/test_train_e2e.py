@@ -26,7 +26,8 @@ from typer.testing import CliRunner
 
 from fitting_workers.smplify.losses import fit_quality
 from spin.body import BodyModel
-from spin.cli.train import eval_command, rounds_command
+from spin.cli.eval import eval_command
+from spin.cli.train import rounds_command
 from spin.config import TrainConfig
 from spin.config_loading import load_config
 from spin.data.spin_format import load_spin_npz
