@@ -5,8 +5,16 @@ from __future__ import annotations
 import pytest
 import torch
 from conftest import run_ranks
-from rank_programs import (batches, ddp_rank, regressor, regressor_data, regressor_output, tiny_data,
-                           tiny_net, train)
+from rank_programs import (
+    batches,
+    ddp_rank,
+    regressor,
+    regressor_data,
+    regressor_output,
+    tiny_data,
+    tiny_net,
+    train,
+)
 
 from spin.distributed.ddp import check_world_size, rank_from_env, unwrap_model, wrap_model
 from spin.errors import UserError

@@ -39,7 +39,8 @@ def test_ranks_are_disjoint_and_their_union_is_the_epoch(shape, seed, epoch):
 def test_weighted_epochs_are_split_without_overlap_of_draws(shape, seed):
     world, n = shape
     weights = np.linspace(1.0, 2.0, n)
-    samplers = [ResumableSampler(n, seed=seed, rank=r, world_size=world, weights=weights) for r in range(world)]
+    samplers = [ResumableSampler(n, seed=seed, rank=r, world_size=world, weights=weights)
+                for r in range(world)]
     per_rank = samplers[0].per_rank_epoch
     together = Counter(i for s in samplers for i, _ in _take(s, per_rank))
     assert together == Counter(samplers[0].epoch_indices(0).tolist())  # the epoch's multiset, split
