@@ -80,3 +80,63 @@ def ddp_rank(rank: int, world: int, init: str, kind: str, per_rank: int, steps: 
         torch.save({"state": unwrap_model(ddp).state_dict(), "indices": plan}, f"{out}/rank{rank}.pt")
     finally:
         dist.destroy_process_group()
+
+
+class ToyTrainer:
+    """The Trainer's contract for `spin.distributed.launch`, on the tiny net: DDP on the rank group,
+    rank 0 writes `last.pt` after every step, every rank restores from it on resume.
+
+    config: {"steps", "per_rank", "die": {"rank", "step", "marker"} or None}. The rank named in
+    `die` kills its own process (SIGKILL: no cleanup) once, at that step, leaving `marker`.
+    """
+
+    def __init__(self, config: dict, run_dir, resume: bool = False, rank: int = 0, world_size: int = 1):
+        import os
+        from pathlib import Path
+
+        torch.set_num_threads(1)
+        self.config, self.run_dir, self.rank, self.world = config, Path(run_dir), rank, world_size
+        self.model = tiny_net()
+        self.ddp = wrap_model(self.model, torch.device("cpu"))
+        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=1e-2)
+        self.step = 0
+        if resume:
+            state = torch.load(self.run_dir / "last.pt")
+            self.model.load_state_dict(state["model"])
+            self.optimizer.load_state_dict(state["optimizer"])
+            self.step = state["step"]
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        with open(self.run_dir / f"starts_rank{rank}.txt", "a") as log:
+            log.write(f"{self.step} {os.getpid()}\n")
+
+    def train(self) -> list:
+        import os
+        import signal
+
+        inputs, targets = tiny_data()
+        steps = self.config["steps"]
+        plan = batches(len(inputs), self.config["per_rank"], steps, self.rank, self.world)
+        die = self.config.get("die")
+        while self.step < steps:
+            dies_now = die and self.rank == die["rank"] and self.step == die["step"]
+            if dies_now and not os.path.exists(die["marker"]):
+                open(die["marker"], "w").close()
+                os.kill(os.getpid(), signal.SIGKILL)
+            indices = plan[self.step]
+            loss = nn.functional.mse_loss(self.ddp(inputs[indices]), targets[indices])
+            self.optimizer.zero_grad()
+            loss.backward()
+            self.optimizer.step()
+            self.step += 1
+            if self.rank == 0:
+                tmp = self.run_dir / "last.pt.tmp"
+                torch.save({"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+                            "step": self.step}, tmp)
+                os.replace(tmp, self.run_dir / "last.pt")
+        return []
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return None
