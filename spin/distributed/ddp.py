@@ -116,9 +116,36 @@ def check_world_size(saved: int | None, current: int, checkpoint: str) -> None:
                         f"resume with distributed.num_workers={saved}, or start a new run from its model.")
 
 
+def _grouped() -> bool:
+    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+
+
+def all_gather_objects(value: object) -> list[object]:
+    """Every rank's `value`, in rank order, on every rank (`[value]` without a group). Collective:
+    every rank must call it (e.g. each rank's RNG state, gathered for rank 0's checkpoint)."""
+    if not _grouped():
+        return [value]
+    out: list[object] = [None] * dist.get_world_size()
+    dist.all_gather_object(out, value)
+    return out
+
+
+def sum_across_ranks(values: dict[str, float]) -> dict[str, float]:
+    """Per-key sums over the ranks (same keys on every rank; e.g. a round's sample counters).
+    Collective; float64 on the CPU (gloo) or the current CUDA device (nccl)."""
+    if not _grouped():
+        return dict(values)
+    keys = sorted(values)
+    device = torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" \
+        else torch.device("cpu")
+    total = torch.tensor([float(values[k]) for k in keys], dtype=torch.float64, device=device)
+    dist.all_reduce(total)
+    return dict(zip(keys, total.cpu().tolist(), strict=True))
+
+
 def barrier() -> None:
     """Wait for every rank (no-op without a process group)."""
-    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+    if _grouped():
         dist.barrier()
 
 

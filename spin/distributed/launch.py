@@ -68,8 +68,13 @@ def run_rank(config: Any, run_dir: str | Path, resume: bool, rank: int, world_si
 def _ray_rank_main(loop_config: dict[str, Any]) -> None:
     """Ray Train's per-worker function."""
     import ray.train
+    import torch
 
     context = ray.train.get_context()
+    if torch.cuda.is_available():
+        from ray.train.torch import get_device
+
+        torch.cuda.set_device(get_device())  # the trainer's "cuda" is then this rank's GPU
     run_rank(loop_config["config"], loop_config["run_dir"], loop_config["resume"],
              rank=context.get_world_rank(), world_size=context.get_world_size(),
              factory=loop_config["factory"])

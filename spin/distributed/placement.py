@@ -43,14 +43,22 @@ def scaling_config(config: DistributedConfig) -> Any:
                          placement_strategy=config.placement.upper())
 
 
+def actors_for_rank(total: int, rank: int, world_size: int) -> int:
+    """Fitting actors rank `rank` starts for its own pool: `total` split as evenly as possible
+    (lower ranks take the remainder), at least one per rank so that every rank can publish."""
+    return max(1, total // world_size + (1 if rank < total % world_size else 0))
+
+
 def demand(config: DistributedConfig, fitting: Any | None) -> Demand:
     """Total CPUs/GPUs of the ranks and of the fitting actors (`fitting`: a FittingConfig; actors
     only count in async mode, the only mode that starts them)."""
     cpus = config.num_workers * config.cpus_per_worker
     gpus = config.num_workers * config.gpus_per_worker
     if fitting is not None and fitting.mode == "async":
-        cpus += fitting.num_actors * fitting.cpus_per_actor
-        gpus += fitting.num_actors * fitting.gpus_per_actor
+        actors = sum(actors_for_rank(fitting.num_actors, r, config.num_workers)
+                     for r in range(config.num_workers))
+        cpus += actors * fitting.cpus_per_actor
+        gpus += actors * fitting.gpus_per_actor
     return Demand(cpus, gpus, config.cpus_per_worker, config.gpus_per_worker)
 
 

@@ -61,6 +61,28 @@ class RemoteFitReader:
         return {name: fits[name] for name in FIT_FIELDS}
 
 
+def connect_store_writer(path: str | os.PathLike, timeout_s: float = 120.0) -> Any:
+    """The `RemoteFitsStore` of the writer actor that rank 0 started for `path` (ranks other than 0
+    connect; they never start a writer, which would land on their own node). Waits up to `timeout_s`."""
+    import time
+
+    import ray
+
+    from fitting_workers.store_actor import RemoteFitsStore, writer_name
+    from spin.errors import UserError
+
+    path = os.path.abspath(os.fspath(path))
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            return RemoteFitsStore(ray.get_actor(writer_name(path)), path)
+        except ValueError:  # not created yet
+            if time.monotonic() > deadline:
+                raise UserError(f"No fits store writer for {path} appeared within {timeout_s:g} s; rank 0 "
+                                "starts it: check rank 0's log.") from None
+            time.sleep(0.5)
+
+
 def store_node_id(remote_store: Any, timeout_s: float = DEFAULT_READ_TIMEOUT_S) -> str:
     """Ray node id of the store writer actor (the node whose local disk holds the LMDB file)."""
     import ray

@@ -140,3 +140,19 @@ class ToyTrainer:
 
     def __exit__(self, *exc):
         return None
+
+
+def collectives_rank(rank: int, world: int, init: str, out: str) -> None:
+    """Gather and sum helpers across a gloo group; results saved per rank."""
+    from spin.distributed.ddp import all_gather_objects, barrier, sum_across_ranks
+
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=init, rank=rank, world_size=world,
+                            timeout=timedelta(seconds=120))
+    try:
+        gathered = all_gather_objects({"rank": rank, "rng": torch.random.get_rng_state()[:4].tolist()})
+        sums = sum_across_ranks({"samples": 4.0 + rank, "supervised_fit": float(rank)})
+        barrier()
+        torch.save({"gathered": gathered, "sums": sums}, f"{out}/collectives{rank}.pt")
+    finally:
+        dist.destroy_process_group()

@@ -6,11 +6,13 @@ from pathlib import Path
 
 import pytest
 import yaml
+from hypothesis import given
+from hypothesis import strategies as st
 
 from fitting_workers.config import FittingConfig
 from spin.config_loading import load_config
 from spin.distributed.config import DistributedConfig
-from spin.distributed.placement import check_budget, demand, rank_resources
+from spin.distributed.placement import actors_for_rank, check_budget, demand, rank_resources
 from spin.errors import UserError
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -63,3 +65,9 @@ def test_budget_that_cannot_be_placed_is_one_sentence(nodes, message):
     ranks = DistributedConfig(num_workers=4, gpus_per_worker=1, cpus_per_worker=6)
     with pytest.raises(UserError, match=message):
         check_budget(ranks, FittingConfig(num_actors=4, cpus_per_actor=4), nodes)
+
+
+@given(total=st.integers(1, 64), world=st.integers(1, 16))
+def test_fitting_actors_are_split_over_the_ranks(total, world):
+    split = [actors_for_rank(total, rank, world) for rank in range(world)]
+    assert sum(split) == max(total, world) and min(split) >= 1 and max(split) - min(split) <= 1

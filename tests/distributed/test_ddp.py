@@ -7,6 +7,7 @@ import torch
 from conftest import run_ranks
 from rank_programs import (
     batches,
+    collectives_rank,
     ddp_rank,
     regressor,
     regressor_data,
@@ -16,7 +17,14 @@ from rank_programs import (
     train,
 )
 
-from spin.distributed.ddp import check_world_size, rank_from_env, unwrap_model, wrap_model
+from spin.distributed.ddp import (
+    all_gather_objects,
+    check_world_size,
+    rank_from_env,
+    sum_across_ranks,
+    unwrap_model,
+    wrap_model,
+)
 from spin.errors import UserError
 
 WORLD = 2
@@ -83,3 +91,12 @@ def test_resume_with_another_world_size_is_a_clear_error():
     check_world_size(2, 2, "last.pt")
     with pytest.raises(UserError, match="written by 2 rank.*distributed.num_workers=2"):
         check_world_size(2, 4, "runs/x/last.pt")
+
+
+def test_gather_and_sum_across_ranks(tmp_path, init_file):
+    run_ranks(collectives_rank, WORLD, (WORLD, init_file, str(tmp_path)))
+    results = [torch.load(tmp_path / f"collectives{r}.pt") for r in range(WORLD)]
+    for result in results:
+        assert [item["rank"] for item in result["gathered"]] == [0, 1]
+        assert result["sums"] == {"samples": 9.0, "supervised_fit": 1.0}
+    assert all_gather_objects("alone") == ["alone"] and sum_across_ranks({"a": 2.0}) == {"a": 2.0}
