@@ -104,7 +104,7 @@ def _ray_train(config: Any, run_dir: Path, resume: bool, dist_cfg: DistributedCo
 
     from fitting_workers.runtime import start_ray, stop_ray
     from spin.distributed.placement import check_budget, cluster_nodes, scaling_config
-    from spin.training.rounds import load_rounds
+    from spin.training.rounds import METRICS_FILE, load_rounds
 
     fitting = getattr(config, "fitting", None)
     started = start_ray(address=getattr(fitting, "ray_address", None))
@@ -129,7 +129,7 @@ def _ray_train(config: Any, run_dir: Path, resume: bool, dist_cfg: DistributedCo
             if cause is not None:
                 raise cause from None
             raise
-        return load_rounds(run_dir)
+        return load_rounds(run_dir) if any(run_dir.glob(f"round_*/{METRICS_FILE}")) else []
     finally:
         if started:
             stop_ray()
@@ -144,10 +144,14 @@ def _user_error_in(error: BaseException) -> UserError | None:
         if item is None or id(item) in seen:
             continue
         seen.add(id(item))
+        wrapped = getattr(item, "cause", None)
+        if isinstance(wrapped, BaseException):  # a Ray task error: the rank's own exception is inside
+            stack.append(wrapped)
+            continue
         if isinstance(item, UserError):
             return item
         if isinstance(item, BaseException):
-            stack += [item.__cause__, item.__context__, getattr(item, "cause", None)]
+            stack += [item.__cause__, item.__context__]
             stack += list(getattr(item, "worker_failures", {}).values())
     return None
 

@@ -10,7 +10,7 @@ from conftest import workers_conftest
 from rank_programs import ToyTrainer, batches, tiny_data, tiny_net, train
 
 from spin.distributed.config import DistributedConfig
-from spin.distributed.launch import check_fresh_run_dir, launch, should_resume
+from spin.distributed.launch import _user_error_in, check_fresh_run_dir, launch, should_resume
 from spin.errors import UserError
 
 STEPS, PER_RANK = 6, 2
@@ -66,3 +66,13 @@ def test_a_killed_rank_is_restarted_and_the_run_ends_as_an_uninterrupted_one(tmp
     assert starts[0] == 0 and len(starts) == 2 and starts[1] >= 2  # restarted once, from last.pt
     _assert_state(run / "last.pt", _reference(2))
     workers_conftest.assert_no_ray_processes()
+
+
+def test_a_rank_user_error_comes_back_as_the_sentence():
+    pytest.importorskip("ray.train", reason="Ray Train is not installed (pip install 'ray[train]')")
+    from ray.train.v2.api.exceptions import WorkerGroupError
+
+    mistake = UserError("Dataset file data/x.npz does not exist; check data.train.")
+    failed = WorkerGroupError("rank 1 failed", {0: RuntimeError("peer gone"), 1: mistake})
+    assert _user_error_in(failed) is mistake
+    assert _user_error_in(WorkerGroupError("oom", {0: MemoryError()})) is None
