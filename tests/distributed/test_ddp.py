@@ -62,6 +62,7 @@ def test_two_ranks_match_one_process_on_the_global_batch(tmp_path, init_file):
     assert moved > 1e-3  # the comparison is between trained weights, not two copies of the start
 
 
+@pytest.mark.e2e
 def test_two_ranks_of_the_regressor_match_one_process(tmp_path, init_file, body_files):
     per_rank, steps = 2, 2
     ranks = _run(tmp_path, init_file, "regressor", per_rank, steps, str(body_files.mean_params))

@@ -47,6 +47,8 @@ def test_a_new_run_over_an_old_one_and_a_resume_without_checkpoint_are_refused(t
     assert should_resume(tmp_path, resume=False)  # what a restarted rank sees
 
 
+@pytest.mark.e2e
+@pytest.mark.timeout(600)
 def test_a_killed_rank_is_restarted_and_the_run_ends_as_an_uninterrupted_one(tmp_path):
     pytest.importorskip("ray.train", reason="Ray Train is not installed (pip install 'ray[train]')")
     import rank_programs
