@@ -14,12 +14,13 @@ import random
 import shutil
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 
 import numpy as np
 import pytest
-from conftest import cluster_helpers, collated_batch, mapped_files, put_fits, workers_conftest
+from conftest import cluster_helpers, collated_batch, mapped_files, put_fits
 
 pytestmark = [
     pytest.mark.e2e,
@@ -135,12 +136,18 @@ def test_a_rank_on_the_second_node_reads_fits_without_opening_lmdb(two_nodes, tm
         writer.declare_dataset("synth", len(KEYS))
         put_fits(writer, KEYS[:4], loss=np.array([10.0, 20.0, 30.0, 500.0]))  # written on node 1
         on_node_two = ray.remote(num_cpus=0, resources={"worker_node": 0.01})(_rank_on_node_two)
-        seen = ray.get(on_node_two.remote(store_path, writer, KEYS, 100.0), timeout=120)
+        local_modules = [sys.modules[__name__], sys.modules[collated_batch.__module__]]
+        for module in local_modules:  # Ray's workers cannot import the test folder: ship by value
+            ray.cloudpickle.register_pickle_by_value(module)
+        try:
+            seen = ray.get(on_node_two.remote(store_path, writer, KEYS, 100.0), timeout=180)
+        finally:
+            for module in local_modules:
+                ray.cloudpickle.unregister_pickle_by_value(module)
         assert seen["remote"] and not seen["lmdb_opened"]
         assert seen["present"].tolist() == [True] * 4 + [False] * 2
         assert np.allclose(seen["loss"][:4], [10, 20, 30, 500])
         assert seen["fit_supervised"] == 3  # fit supervision reaches the rank (500 is over the threshold)
         writer.kill()
     finally:
-        ray.shutdown()
-    workers_conftest.assert_no_ray_processes()
+        ray.shutdown()  # the fixture then stops both nodes and checks that nothing is left
