@@ -1,0 +1,6 @@
+"""Scale-out: data-parallel trainer ranks (DDP under Ray Train or torchrun) beside the fitting actors.
+
+`config` (the `distributed:` config section), `ddp` (process groups, model wrapping), `placement`
+(Ray Train scaling and the node budget), `launch` (one entry for 1 or N ranks), `remote_reads`
+(fit reads for ranks on nodes without the LMDB store). Nothing here is imported by `spin` core.
+"""
