@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 from fitting_workers.config import FittingConfig
 from spin.data.augment import AugmentConfig
+from spin.distributed.config import DistributedConfig
 from spin.errors import UserError
 from spin.losses import LossConfig
 from spin.models.regressor import ModelConfig
@@ -123,6 +124,7 @@ class TrainConfig:
     rounds: RoundsConfig = field(default_factory=RoundsConfig)
     fitting: FittingConfig = field(default_factory=FittingConfig)
     wandb: WandbConfig = field(default_factory=WandbConfig)
+    distributed: DistributedConfig = field(default_factory=DistributedConfig)
 
     def __post_init__(self) -> None:
         if self.optim.amp in ("False", "false"):  # YAML 1.1 reads a bare `off` as a boolean
