@@ -17,7 +17,6 @@ from __future__ import annotations
 import hashlib
 import os
 import threading
-import time as clock
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -26,46 +25,21 @@ import numpy as np
 import ray
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-from store import FitsStore, schema
+from store import FitsStore
+from store.candidates import Candidates, PutResult, concat_candidates, validate_candidates
 from store.errors import StoreError
-from store.fits_store import PutResult, batch_array, per_candidate
 
 MAX_CONCURRENCY = 16
 
 
 @dataclass
 class _Offer:
-    """One caller's put_if_better batch, validated and broadcast to per-candidate arrays."""
+    """One caller's put_if_better batch, validated, waiting for the group commit that takes it."""
 
-    keys: list[str]
-    pose: np.ndarray
-    betas: np.ndarray
-    cam_t: np.ndarray
-    loss: np.ndarray
-    round: np.ndarray
-    step: np.ndarray
-    source: np.ndarray
-    time: np.ndarray | None
+    candidates: Candidates
     accepted: PutResult | None = None
     error: BaseException | None = None
     done: bool = False
-
-
-def _offer(keys, pose, betas, cam_t, loss, round, step, source, time) -> _Offer:
-    keys = list(keys)
-    count = len(keys)
-    schema.parse_keys(keys)  # a bad key fails this caller only, not the group it would join
-    return _Offer(
-        keys=keys,
-        pose=batch_array(pose, (count, schema.NUM_POSE), "pose", np.float32),
-        betas=batch_array(betas, (count, schema.NUM_BETAS), "betas", np.float32),
-        cam_t=batch_array(cam_t, (count, schema.NUM_CAM), "cam_t", np.float32),
-        loss=batch_array(loss, (count,), "loss", np.float64),
-        round=per_candidate(round, count, "round", np.int64),
-        step=per_candidate(step, count, "step", np.int64),
-        source=np.asarray(schema.SOURCES, dtype=object)[schema.source_codes(source, count)],
-        time=None if time is None else per_candidate(time, count, "time", np.float64),
-    )
 
 
 class StoreWriter:
@@ -90,7 +64,8 @@ class StoreWriter:
         return ray.get_runtime_context().get_node_id()
 
     def put_if_better(self, keys, pose, betas, cam_t, loss, round=0, step=0, source="smplify", time=None):
-        offer = _offer(keys, pose, betas, cam_t, loss, round, step, source, time)
+        # a bad argument or key fails this caller only, not the group it would join
+        offer = _Offer(validate_candidates(keys, pose, betas, cam_t, loss, round, step, source, time))
         with self._condition:
             self._pending.append(offer)
             while not offer.done and self._committing:
@@ -115,28 +90,12 @@ class StoreWriter:
     def _commit(self, group: list[_Offer]) -> None:
         """One transaction for every offer in the group; each gets its own slice of the result."""
         try:
-            times = [
-                offer.time if offer.time is not None else np.full(len(offer.keys), np.nan) for offer in group
-            ]
-            time = np.concatenate(times)
-            now = np.isnan(time)  # offers without a time are written "now", like FitsStore's default
-            time[now] = clock.time()
-            result = self._store.put_if_better(
-                [key for offer in group for key in offer.keys],
-                np.concatenate([offer.pose for offer in group]),
-                np.concatenate([offer.betas for offer in group]),
-                np.concatenate([offer.cam_t for offer in group]),
-                np.concatenate([offer.loss for offer in group]),
-                round=np.concatenate([offer.round for offer in group]),
-                step=np.concatenate([offer.step for offer in group]),
-                source=np.concatenate([offer.source for offer in group]),
-                time=time,
-            )
+            result = self._store.put_candidates(concat_candidates([offer.candidates for offer in group]))
             start = 0
             for offer in group:
-                part = slice(start, start + len(offer.keys))
+                part = slice(start, start + len(offer.candidates))
                 offer.accepted = PutResult(result.accepted[part], result.previous_loss[part])
-                start += len(offer.keys)
+                start += len(offer.candidates)
         except BaseException as error:
             for offer in group:
                 offer.error = error

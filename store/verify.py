@@ -11,16 +11,15 @@ import lmdb
 import numpy as np
 
 from store import schema
-from store.fits_store import (
+from store.environment import (
     EXACT_ROW_SIZE,
     META_COUNTERS,
     META_DATASETS,
     META_VERSION,
     ROUND_PREFIX,
-    FitsStore,
-    _decode_values,
-    _Environment,
+    Environment,
 )
+from store.fits_store import FitsStore
 
 _CHUNK = 65536
 MAX_LISTED = 20
@@ -83,7 +82,7 @@ def verify_store(path: str | os.PathLike, structure: bool = False, repair: bool 
     return report
 
 
-def _check(txn: lmdb.Transaction, handle: _Environment, report: VerifyReport) -> None:
+def _check(txn: lmdb.Transaction, handle: Environment, report: VerifyReport) -> None:
     meta = handle.meta_db
     raw_version = txn.get(META_VERSION, db=meta)
     if raw_version is None or int(raw_version) != schema.SCHEMA_VERSION:
@@ -170,7 +169,7 @@ def _check_records(
     report.records += len(chunk)
     keys = [k for k, _ in chunk]
     key_ok = np.fromiter((len(k) == schema.KEY_SIZE for k in keys), dtype=bool, count=len(keys))
-    records, ok = _decode_values([v for _, v in chunk])
+    records, ok = schema.decode_values([v for _, v in chunk])
     ok &= ~schema.record_problems(records) & key_ok
     dataset_ids = np.zeros(len(chunk), dtype=np.int64)
     indices = np.zeros(len(chunk), dtype=np.int64)
@@ -212,7 +211,7 @@ def _describe(value: bytes, known_dataset: bool) -> str:
     return "NaN or Inf in pose, betas, cam_t or loss"
 
 
-def _drop(txn: lmdb.Transaction, handle: _Environment, bad_keys: list[bytes]) -> int:
+def _drop(txn: lmdb.Transaction, handle: Environment, bad_keys: list[bytes]) -> int:
     """Delete bad records and rewrite every dataset's count from the records that remain."""
     dropped = sum(bool(txn.delete(key, db=handle.fits_db)) for key in bad_keys)
     datasets = json.loads(txn.get(META_DATASETS, db=handle.meta_db) or b"{}")

@@ -11,7 +11,7 @@ import pytest
 from store_samples import keys_for, random_fits
 
 from store import FitsStore, SchemaVersionError, StoreError
-from store.fits_store import META_DB, META_VERSION
+from store.environment import META_DB, META_VERSION
 from store.migrate import migrate_store
 from store.verify import verify_store
 
