@@ -81,7 +81,7 @@ class Candidates:
     def __len__(self) -> int:
         return len(self.keys)
 
-    def usable(self) -> np.ndarray:
+    def finite(self) -> np.ndarray:
         """(B,) bool: every number finite (after the cast to the stored dtypes)."""
         with np.errstate(invalid="ignore", over="ignore"):
             return (
@@ -90,6 +90,11 @@ class Candidates:
                 & np.isfinite(self.cam_t).all(axis=1)
                 & np.isfinite(self.loss)
             )
+
+    def negative_loss(self) -> np.ndarray:
+        """(B,) bool: the loss is below 0 (-0.0 is not); no real reprojection loss is."""
+        with np.errstate(invalid="ignore"):
+            return self.loss < 0
 
 
 def validate_candidates(

@@ -20,7 +20,8 @@ from typing import Any, TypeVar
 import lmdb
 
 from store import schema
-from store.errors import SchemaVersionError, StoreError
+from store.damage import check_directory, damaged, disk_full, is_disk_error, translate
+from store.errors import DamagedStoreError, SchemaVersionError, StoreError
 
 _T = TypeVar("_T")
 
@@ -59,6 +60,8 @@ class Environment:
         self.open(writable, map_size, sync)
 
     def open(self, writable: bool, map_size: int, sync: bool = True) -> None:
+        check_directory(self.path, writable)  # before liblmdb maps anything
+        self.damaged = False
         if writable:
             try:
                 Path(self.path).mkdir(parents=True, exist_ok=True)
@@ -74,50 +77,41 @@ class Environment:
                     meminit=False,
                 )
             except (OSError, lmdb.Error) as error:
+                if isinstance(error, lmdb.InvalidError | lmdb.CorruptedError | lmdb.VersionMismatchError):
+                    raise damaged(self.path, str(error)) from None
                 raise StoreError(
                     f"cannot open fits store {self.path} for writing ({error}); check the --store path "
                     "and its permissions"
                 ) from None
             try:
                 env.reader_check()  # free the slots of reader processes that died
-                with env.begin(write=True) as txn:
-                    foreign = set(txn.cursor().iternext(keys=True, values=False)) - {
-                        FITS_DB,
-                        META_DB,
-                        EXACT_DB,
-                    }
-                    if foreign:
-                        raise StoreError(
-                            f"{self.path} is an LMDB environment holding other data, not a fits store; "
-                            "choose a new or empty --store directory"
-                        )
-                    self._open_databases(env, txn, create=True)
-                    check_version(
-                        txn.get(META_VERSION, db=self.meta_db),
-                        self.path,
-                        create_txn=txn,
-                        meta_db=self.meta_db,
-                    )
+                _first_transaction(env, self.path, lambda txn: self._initialise(env, txn), write=True)
             except BaseException:
                 env.close()
                 raise
         else:
-            if not (Path(self.path) / "data.mdb").is_file():
-                raise StoreError(
-                    f"no fits store at {self.path}; create one with `spin fits import` or `spin fits init`, "
-                    "or check the --store path"
-                )
             env = open_readonly(self.path)
             try:
                 # py-lmdb keeps a database handle opened in a read transaction only when it opens
                 # the handle itself.
                 self._open_databases(env, None, create=False)
-                with env.begin() as txn:
-                    check_version(txn.get(META_VERSION, db=self.meta_db), self.path)
+                meta, at = self.meta_db, self.path
+                _first_transaction(env, at, lambda txn: check_version(txn.get(META_VERSION, db=meta), at))
             except BaseException:
                 env.close()
                 raise
         self.env, self.writable = env, writable
+
+    def _initialise(self, env: lmdb.Environment, txn: lmdb.Transaction) -> None:
+        """In the writer's first transaction: refuse foreign data, create the tables, set the version."""
+        foreign = set(txn.cursor().iternext(keys=True, values=False)) - {FITS_DB, META_DB, EXACT_DB}
+        if foreign:
+            raise StoreError(
+                f"{self.path} is an LMDB environment holding other data, not a fits store; "
+                "choose a new or empty --store directory"
+            )
+        self._open_databases(env, txn, create=True)
+        check_version(txn.get(META_VERSION, db=self.meta_db), self.path, create_txn=txn, meta_db=self.meta_db)
 
     def _open_databases(self, env: lmdb.Environment, txn: lmdb.Transaction | None, create: bool) -> None:
         try:
@@ -145,7 +139,12 @@ class Environment:
         """Run `body` in one write transaction, growing the map and retrying when it is full."""
         with self.lock:
             assert self.env is not None and self.writable
-            self._pre_grow(estimate_bytes)
+            if self.damaged:
+                raise damaged(self.path, "an earlier transaction found damaged pages")
+            try:
+                self._pre_grow(estimate_bytes)
+            except OSError as error:  # growing the map may extend the file
+                raise self._failure(error) from None
             for _ in range(MAX_RETRIES):
                 try:
                     with self.env.begin(write=True) as txn:
@@ -154,6 +153,8 @@ class Environment:
                     self.grow()
                 except lmdb.MapResizedError:  # another process grew the map past ours
                     self.env.set_mapsize(0)
+                except (lmdb.Error, OSError) as error:
+                    raise self._failure(error) from None
             raise StoreError(f"could not grow the map of fits store {self.path}; check free disk space there")
 
     def read(self, body: Callable[[lmdb.Transaction], _T]) -> _T:
@@ -171,7 +172,18 @@ class Environment:
                             f"all {MAX_READERS} reader slots of fits store {self.path} are in use; "
                             "use fewer reading processes"
                         ) from None
+                except lmdb.Error as error:
+                    raise self._failure(error) from None
             raise StoreError(f"could not follow the map growth of fits store {self.path}; reopen it")
+
+    def _failure(self, error: BaseException) -> BaseException:
+        """The StoreError for an error inside a transaction (which LMDB has rolled back)."""
+        translated = translate(self.path, error) if isinstance(error, lmdb.Error) else None
+        if translated is None and is_disk_error(error):
+            translated = disk_full(self.path, error)
+        if isinstance(translated, DamagedStoreError):
+            self.damaged = True
+        return translated or error
 
     def _pre_grow(self, estimate_bytes: int) -> None:
         if estimate_bytes <= 0:
@@ -181,6 +193,25 @@ class Environment:
         used = (info["last_pgno"] + 1) * self.env.stat()["psize"]
         if used + estimate_bytes > 0.8 * info["map_size"]:
             self.grow(used + estimate_bytes)
+
+
+def _first_transaction(
+    env: lmdb.Environment, path: str, body: Callable[[lmdb.Transaction], None], write: bool = False
+) -> None:
+    """Run an opener's first transaction, following a map another process grew meanwhile."""
+    for _ in range(MAX_RETRIES):
+        try:
+            with env.begin(write=write) as txn:
+                body(txn)
+            return
+        except lmdb.MapResizedError:  # a writer grew the map between our open and this begin
+            env.set_mapsize(0)
+        except lmdb.Error as error:
+            translated = translate(path, error)
+            if translated is None:
+                raise
+            raise translated from None
+    raise StoreError(f"could not follow the map growth of fits store {path}; open it again")
 
 
 def open_readonly(path: str) -> lmdb.Environment:
@@ -196,6 +227,8 @@ def open_readonly(path: str) -> lmdb.Environment:
             or ("Read-only" in str(error))
         ):
             return lmdb.open(path, lock=False, **options)
+        if isinstance(error, lmdb.InvalidError | lmdb.CorruptedError | lmdb.VersionMismatchError):
+            raise damaged(path, str(error)) from None
         raise StoreError(f"cannot open fits store {path}: {error}; check the --store path") from None
 
 

@@ -45,7 +45,7 @@ from store.environment import (
     release,
 )
 from store.errors import StoreError
-from store.metadata import MetadataMixin, load_json, note_written, put_datasets
+from store.metadata import MetadataMixin, check_indices, load_json, note_written, put_datasets
 from store.snapshot import snapshot
 
 __all__ = [
@@ -157,8 +157,10 @@ class FitsStore(MetadataMixin):
 
         keys B strings `<dataset>/<index>`; pose (B, 72), betas (B, 10), cam_t (B, 3), loss (B,).
         One write transaction for the batch. Candidates with any NaN/Inf (after the cast to the
-        stored float32/float64) are refused and counted. When a key appears more than once in the
-        batch only its lowest-loss candidate (the first, on a tie) can be accepted. `time`
+        stored float32/float64) are refused and counted (`refused_nonfinite`), and so are those with
+        a negative loss (`refused_invalid_loss`): a stored loss is always finite and >= 0.
+        When a key appears more than once in the batch only its lowest-loss candidate (the first,
+        on a tie) can be accepted. `time`
         defaults to now; interchange passes the original write time when restoring a store.
         """
         return self.put_candidates(
@@ -174,14 +176,16 @@ class FitsStore(MetadataMixin):
         rounds, steps, codes = candidates.round, candidates.step, candidates.source
         times = stamp_times(candidates)
         names, indices = candidates.names, candidates.indices
-        finite = candidates.usable()
-        candidates = np.flatnonzero(finite)
+        finite = candidates.finite()
+        negative = finite & candidates.negative_loss()
+        candidates = np.flatnonzero(finite & ~negative)
 
         def body(txn: lmdb.Transaction) -> tuple[np.ndarray, np.ndarray]:
             stored_table = txn.get(META_DATASETS, db=handle.meta_db)
             datasets = load_json(stored_table, {})
             for name in dict.fromkeys(names[i] for i in candidates):
                 self._dataset_entry(datasets, name)
+            check_indices(self.path, datasets, names, indices)
             # Datasets of refused candidates only are not registered; their ids are never used.
             ids = np.fromiter(
                 (datasets[name]["id"] if name in datasets else -1 for name in names),
@@ -235,7 +239,7 @@ class FitsStore(MetadataMixin):
 
             note_written(datasets, ids[winners], indices[winners], ids[winners[~present[better]]])
             put_datasets(txn, handle, datasets, stored_table)
-            self._count(txn, handle, rounds, finite, winners, corrupt)
+            self._count(txn, handle, rounds, finite, negative, winners, corrupt)
             return winners, stored[better]
 
         winners, replaced = handle.write(body, estimate_bytes=3 * count * (schema.RECORD_SIZE + 32))

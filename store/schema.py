@@ -117,7 +117,7 @@ def checksum_ok(records: np.ndarray) -> np.ndarray:
 
 
 def record_problems(records: np.ndarray) -> np.ndarray:
-    """(B,) records → (B,) bool: checksum, version, source code or a non-finite number is wrong."""
+    """(B,) records → (B,) bool: checksum, version, source code, a non-finite number or a negative loss."""
     bad = ~checksum_ok(records)
     bad |= records["version"] != SCHEMA_VERSION
     bad |= records["source"] >= len(SOURCES)
@@ -125,6 +125,8 @@ def record_problems(records: np.ndarray) -> np.ndarray:
     bad |= ~np.isfinite(records["betas"]).all(axis=1)
     bad |= ~np.isfinite(records["cam_t"]).all(axis=1)
     bad |= ~np.isfinite(records["loss"])
+    with np.errstate(invalid="ignore"):
+        bad |= records["loss"] < 0
     return bad
 
 

@@ -208,6 +208,8 @@ def _describe(value: bytes, known_dataset: bool) -> str:
         return f"record schema version {record['version'][0]}"
     if record["source"][0] >= len(schema.SOURCES):
         return f"unknown source code {record['source'][0]}"
+    if np.isfinite(record["loss"][0]) and record["loss"][0] < 0:
+        return f"negative loss {record['loss'][0]:g} (a loss is never below 0)"
     return "NaN or Inf in pose, betas, cam_t or loss"
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -9,7 +10,8 @@ from pathlib import Path
 import numpy as np
 
 from store import schema
-from store.errors import StoreError
+from store.damage import is_disk_error
+from store.errors import DiskFullError, StoreError
 from store.fits_store import FitsStore
 
 NUM_STATIC = schema.NUM_POSE + schema.NUM_BETAS
@@ -58,13 +60,73 @@ def dataset_entry(store: FitsStore, dataset: str) -> dict:
     return store.datasets()[dataset]
 
 
-def write_atomically(path: Path, write: Callable[[Path], None]) -> None:
-    """Write to a temporary file beside `path`, then rename: a failed export leaves no half file."""
+def first_bad_loss(loss: np.ndarray) -> int | None:
+    """The first row whose loss is NaN, Inf or negative, or None (a stored loss is finite and >= 0)."""
+    with np.errstate(invalid="ignore"):
+        bad = np.flatnonzero(~np.isfinite(loss) | (loss < 0))
+    return int(bad[0]) if bad.size else None
+
+
+def refuse_bad_losses(loss: np.ndarray, where: str, rows: np.ndarray | None = None) -> None:
+    """A StoreError naming the first NaN, Inf or negative loss; `rows` maps positions to file rows."""
+    bad = first_bad_loss(loss)
+    if bad is not None:
+        row = bad if rows is None else int(rows[bad])
+        raise StoreError(
+            f"{where} has loss {loss[bad]!r} in row {row}; a loss must be finite and >= 0 "
+            "(nothing was imported), so fix that row or leave its fit out"
+        )
+
+
+def stopped_import(error: DiskFullError, path: Path, dataset: str, done: int, total: int) -> DiskFullError:
+    """The disk-full error of an import, saying which rows are stored."""
+    return DiskFullError(
+        f"{error} (import of {path} into dataset {dataset!r} stopped after {done} of {total} rows; "
+        "those are stored, and importing the file again skips them)"
+    )
+
+
+def check_output(path: Path, overwrite: bool) -> None:
+    """A StoreError unless `path` can be written: its folder exists, it is no folder, and it does not
+    exist unless `overwrite`."""
+    if path.is_dir():
+        raise StoreError(f"{path} is a directory; give --out a file name such as {path / 'fits.h5'}")
     if not path.parent.is_dir():
         raise StoreError(f"the folder of {path} does not exist; create it or choose another --out")
-    temporary = path.with_name(f".{path.name}.partial")
+    if path.exists() and not overwrite:
+        raise StoreError(f"{path} already exists; pass --force to overwrite it, or choose another --out")
+
+
+def write_atomically(path: Path, write: Callable[[Path], None], overwrite: bool = False) -> None:
+    """Write to a temporary file beside `path`, then rename: a failed export leaves no half file."""
+    check_output(path, overwrite)
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.partial")
     try:
         write(temporary)
+        with open(temporary, "rb+") as handle:
+            os.fsync(handle.fileno())
         temporary.replace(path)
+        sync_directory(path.parent)
+    except OSError as error:
+        if is_disk_error(error):
+            raise StoreError(
+                f"the disk is full writing {path} ({error}); nothing was written there and the store is "
+                "unchanged; free space and export again"
+            ) from None
+        raise StoreError(f"cannot write {path} ({error}); check the --out path and its permissions") from None
     finally:
         temporary.unlink(missing_ok=True)
+
+
+def sync_directory(folder: Path) -> None:
+    """fsync a folder so a rename in it survives a crash (a no-op where folders cannot be opened)."""
+    try:
+        descriptor = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(descriptor)
+    except OSError:
+        pass
+    finally:
+        os.close(descriptor)

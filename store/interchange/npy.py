@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from store import schema
-from store.errors import StoreError
+from store.errors import DiskFullError, StoreError
 from store.fits_store import FitsStore
 from store.interchange.common import (
     BATCH,
@@ -15,10 +16,13 @@ from store.interchange.common import (
     ExportSummary,
     ImportSummary,
     ProgressFn,
+    check_output,
     dataset_entry,
     keys_of,
     load_array,
+    refuse_bad_losses,
     report,
+    stopped_import,
     write_atomically,
 )
 
@@ -45,6 +49,24 @@ def _first_nonfinite(rows: np.ndarray, path: Path) -> None:
             )
 
 
+@dataclass
+class StaticRows:
+    """A checked static-fits file: rows (N, 82) float32/float64 (memory-mapped), losses (N,)."""
+
+    path: Path
+    rows: np.ndarray
+    losses: np.ndarray
+
+
+def read_spin_npy(path: str | Path, loss: str | Path | np.ndarray | None = None) -> StaticRows:
+    """Load and check a static-fits file (and its losses) without touching any store."""
+    path = Path(path)
+    rows = load_array(path, "static fits")
+    _check_rows(rows, path)
+    _first_nonfinite(rows, path)
+    return StaticRows(path=path, rows=rows, losses=_import_losses(loss, len(rows)))
+
+
 def import_spin_npy(
     store: FitsStore,
     dataset: str,
@@ -54,33 +76,38 @@ def import_spin_npy(
     on_progress: ProgressFn | None = None,
 ) -> ImportSummary:
     """Import SPIN static fits (N, 82) as source "static"; see the module docstring for the rules."""
-    path = Path(path)
-    rows = load_array(path, "static fits")
-    _check_rows(rows, path)
-    _first_nonfinite(rows, path)
-    count = len(rows)
-    losses = _import_losses(loss, count)
+    return write_static(store, dataset, read_spin_npy(path, loss), round=round, on_progress=on_progress)
+
+
+def write_static(
+    store: FitsStore, dataset: str, static: StaticRows, round: int = 0, on_progress: ProgressFn | None = None
+) -> ImportSummary:
+    """Write checked static rows; a size mismatch with the stored dataset fails before any write."""
+    rows, losses, count = static.rows, static.losses, len(static.rows)
     store.declare_dataset(dataset, size=count, dtype=str(rows.dtype))
     summary = ImportSummary(dataset=dataset, rows=count, accepted=0)
     for start in range(0, count, BATCH):
         block = np.asarray(rows[start : start + BATCH])
         indices = np.arange(start, start + len(block))
-        accepted = store.put_if_better(
-            keys_of(dataset, indices),
-            block[:, : schema.NUM_POSE],
-            block[:, schema.NUM_POSE :],
-            np.zeros((len(block), schema.NUM_CAM), np.float32),
-            losses[indices],
-            round=round,
-            source="static",
-        ).accepted
-        summary.accepted += int(accepted.sum())
-        if block.dtype == np.float64:
-            rounded = block.astype(np.float32).astype(np.float64)
-            inexact = (rounded.view(np.uint64) != block.view(np.uint64)).any(axis=1) & accepted
-            if inexact.any():
-                store.put_exact_rows(dataset, indices[inexact], block[inexact])
-                summary.exact_rows += int(inexact.sum())
+        try:
+            accepted = store.put_if_better(
+                keys_of(dataset, indices),
+                block[:, : schema.NUM_POSE],
+                block[:, schema.NUM_POSE :],
+                np.zeros((len(block), schema.NUM_CAM), np.float32),
+                losses[indices],
+                round=round,
+                source="static",
+            ).accepted
+            summary.accepted += int(accepted.sum())
+            if block.dtype == np.float64:
+                rounded = block.astype(np.float32).astype(np.float64)
+                inexact = (rounded.view(np.uint64) != block.view(np.uint64)).any(axis=1) & accepted
+                if inexact.any():
+                    store.put_exact_rows(dataset, indices[inexact], block[inexact])
+                    summary.exact_rows += int(inexact.sum())
+        except DiskFullError as error:
+            raise stopped_import(error, static.path, dataset, start, count) from None
         report(on_progress, start + len(block), count)
     return summary
 
@@ -95,16 +122,22 @@ def _import_losses(loss: str | Path | np.ndarray | None, count: int) -> np.ndarr
         where, values = "the loss array", np.asarray(loss, dtype=np.float64)
     if values.shape != (count,):
         raise StoreError(f"{where} has shape {values.shape}; it needs one loss per row, ({count},)")
-    if not np.isfinite(values).all():
-        raise StoreError(f"{where} has NaN or Inf losses; give every row a finite loss")
+    refuse_bad_losses(values, where)
     return values
 
 
 def export_spin_npy(
-    store: FitsStore, dataset: str, path: str | Path, on_progress: ProgressFn | None = None
+    store: FitsStore,
+    dataset: str,
+    path: str | Path,
+    on_progress: ProgressFn | None = None,
+    overwrite: bool = False,
 ) -> ExportSummary:
-    """Write (size, 82) pose + betas in the dataset's imported dtype; absent samples are zero rows."""
+    """Write (size, 82) pose + betas in the dataset's imported dtype; absent samples are zero rows.
+
+    An existing `path` is replaced only with `overwrite=True`."""
     path = Path(path)
+    check_output(path, overwrite)
     entry = dataset_entry(store, dataset)
     dtype = np.dtype(entry["dtype"])
     out = np.zeros((entry["size"], NUM_STATIC), dtype=dtype)
@@ -123,7 +156,7 @@ def export_spin_npy(
             use = has_row & same
             out[index[use]] = exact_rows[at[use]]
         report(on_progress, int(present.sum()), entry["count"])
-    write_atomically(path, lambda temporary: _save_npy(temporary, out))
+    write_atomically(path, lambda temporary: _save_npy(temporary, out), overwrite=overwrite)
     return ExportSummary(dataset=dataset, rows=len(out), missing=int((~present).sum()), path=path)
 
 

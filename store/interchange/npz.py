@@ -2,21 +2,25 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from store import schema
-from store.errors import StoreError
+from store.errors import DiskFullError, StoreError
 from store.fits_store import FitsStore
 from store.interchange.common import (
     BATCH,
     ExportSummary,
     ImportSummary,
     ProgressFn,
+    check_output,
     dataset_entry,
     keys_of,
+    refuse_bad_losses,
     report,
+    stopped_import,
     write_atomically,
 )
 
@@ -27,9 +31,13 @@ def export_npz(
     path: str | Path,
     threshold: float = 100.0,
     on_progress: ProgressFn | None = None,
+    overwrite: bool = False,
 ) -> ExportSummary:
-    """SPIN final fits: pose, betas, valid (= has a fit with loss < threshold), plus loss and cam_t."""
+    """SPIN final fits: pose, betas, valid (= has a fit with loss < threshold), plus loss and cam_t.
+
+    An existing `path` is replaced only with `overwrite=True`."""
     path = Path(path)
+    check_output(path, overwrite)
     entry = dataset_entry(store, dataset)
     size, done = entry["size"], 0
     pose = np.zeros((size, schema.NUM_POSE), np.float32)
@@ -51,8 +59,21 @@ def export_npz(
         lambda temporary: _save_npz(
             temporary, pose=pose, betas=betas, valid=loss < threshold, loss=loss, cam_t=cam_t
         ),
+        overwrite=overwrite,
     )
     return ExportSummary(dataset=dataset, rows=size, missing=int(np.isinf(loss).sum()), path=path)
+
+
+@dataclass
+class FinalFits:
+    """A checked final-fits file: (N, 72), (N, 10), (N, 3), (N,) arrays and the rows with a fit."""
+
+    path: Path
+    pose: np.ndarray
+    betas: np.ndarray
+    cam_t: np.ndarray
+    loss: np.ndarray
+    keep: np.ndarray  # (M,) rows whose loss is not +inf
 
 
 def import_npz(
@@ -62,6 +83,11 @@ def import_npz(
 
     Rows whose loss is +inf (no fit, as `export_npz` writes them) are skipped.
     """
+    return write_final(store, dataset, read_npz(path), round=round, on_progress=on_progress)
+
+
+def read_npz(path: str | Path) -> FinalFits:
+    """Load and check a final-fits file without touching any store."""
     path = Path(path)
     if not path.is_file():
         raise StoreError(f"final fits file {path} does not exist; check the path")
@@ -104,19 +130,38 @@ def import_npz(
             f"{path} has NaN, Inf or a value beyond float32 range in row {int(keep[bad[0]])}; "
             "a NaN never enters the store, so fix or zero those rows first"
         )
+    refuse_bad_losses(loss[keep], str(path), rows=keep)
+    return FinalFits(path=path, pose=pose, betas=betas, cam_t=cam_t, loss=loss, keep=keep)
+
+
+def write_final(
+    store: FitsStore, dataset: str, final: FinalFits, round: int = 0, on_progress: ProgressFn | None = None
+) -> ImportSummary:
+    """Write checked final fits; a size mismatch with the stored dataset fails before any write."""
+    pose, betas, cam_t, loss, keep, count = (
+        final.pose,
+        final.betas,
+        final.cam_t,
+        final.loss,
+        final.keep,
+        len(final.loss),
+    )
     store.declare_dataset(dataset, size=count, dtype="float32")
     summary = ImportSummary(dataset=dataset, rows=count, accepted=0, skipped=count - len(keep))
     for start in range(0, len(keep), BATCH):
         rows = keep[start : start + BATCH]
-        accepted = store.put_if_better(
-            keys_of(dataset, rows),
-            pose[rows],
-            betas[rows],
-            cam_t[rows],
-            loss[rows],
-            round=round,
-            source="static",
-        ).accepted
+        try:
+            accepted = store.put_if_better(
+                keys_of(dataset, rows),
+                pose[rows],
+                betas[rows],
+                cam_t[rows],
+                loss[rows],
+                round=round,
+                source="static",
+            ).accepted
+        except DiskFullError as error:
+            raise stopped_import(error, final.path, dataset, start, len(keep)) from None
         summary.accepted += int(accepted.sum())
         report(on_progress, start + len(rows), len(keep))
     return summary
