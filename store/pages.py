@@ -175,14 +175,15 @@ class _File:
         return bytes(page[at : at + size])
 
 
-def walk(path: str | os.PathLike, collect: bool = False) -> Walk:
+def walk(path: str | os.PathLike, collect: bool = False, complete: bool = True) -> Walk:
     """Follow the committed B-trees of `path`; never raises for damage, it reports it.
 
-    `collect=True` keeps every readable leaf item of every named table in `Walk.tables`.
+    `collect=True` keeps every readable leaf item of every named table in `Walk.tables`;
+    `complete=False` walks what a truncated file still holds (for salvage).
     """
     result = Walk()
     try:
-        result.meta = read_meta(path)
+        result.meta = read_meta(path, complete=complete)
     except (DamagedFile, OSError) as error:
         result.problems.append(str(error))
         return result

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 from typing import Any
 
 import lmdb
 
+from store.atomic import copy_failed, publish_directory, staging_for
 from store.environment import DEFAULT_MAP_SIZE, EXACT_DB, FITS_DB, MAX_RETRIES, META_DB, Environment
 from store.errors import StoreError
 
@@ -15,6 +17,8 @@ from store.errors import StoreError
 def snapshot(handle: Environment, dest: str | os.PathLike, repack: bool = False) -> Path:
     """Copy the open store `handle` consistently into the new or empty directory `dest`, writers going on.
 
+    The copy is written to a temporary sibling directory and renamed to `dest` when complete, so
+    an interrupted snapshot leaves nothing at `dest`.
     The default is LMDB's compacting copy (free pages dropped). `repack=True` rewrites every
     table in key order instead, so leaf pages come out full: a store whose keys first arrived
     in random order (about 600-750 bytes per fit) shrinks to about 410 bytes per fit.
@@ -26,13 +30,20 @@ def snapshot(handle: Environment, dest: str | os.PathLike, repack: bool = False)
         raise StoreError(
             f"snapshot destination {dest} exists and is not an empty directory; choose a new path"
         )
-    dest.mkdir(parents=True, exist_ok=True)
-    with handle.lock:
-        assert handle.env is not None
-        if repack:
-            _repack(handle, dest)
-        else:
-            handle.env.copy(str(dest), compact=True)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    staging = staging_for(dest)
+    try:
+        with handle.lock:
+            assert handle.env is not None
+            if repack:
+                _repack(handle, staging)
+            else:
+                handle.env.copy(str(staging), compact=True)
+        publish_directory(staging, dest)
+    except (OSError, lmdb.Error) as error:
+        raise copy_failed(dest, error) from None
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
     return dest
 
 

@@ -5,12 +5,15 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import lmdb
 import numpy as np
+from lmdb import verify as lmdb_verify
 
-from store import schema
+from store import pages, schema
+from store.damage import check_directory
 from store.environment import (
     EXACT_ROW_SIZE,
     META_COUNTERS,
@@ -19,6 +22,7 @@ from store.environment import (
     ROUND_PREFIX,
     Environment,
 )
+from store.errors import DamagedStoreError
 from store.fits_store import FitsStore
 
 _CHUNK = 65536
@@ -35,6 +39,7 @@ class VerifyReport:
     bad_records: int = 0
     problems: list[str] = field(default_factory=list)
     structure_checked: bool = False
+    damaged: bool = False  # the file itself is damaged: salvage it (`store.salvage`), --repair cannot
     repaired: int = 0
     _bad_keys: list[bytes] = field(default_factory=list, repr=False)
 
@@ -55,23 +60,29 @@ def verify_store(path: str | os.PathLike, structure: bool = False, repair: bool 
     Checks every record (length, checksum, schema version, source code, finite numbers, a known
     dataset, index below the dataset's size), the exact-row table, and the metadata (schema
     version, dataset table, per-dataset counts equal to the records present, counters, rounds).
-    `structure=True` also walks LMDB's own page structure offline (only meaningful while no
-    process writes). `repair=True` deletes bad records (they are refitted later) and rewrites the
+    Before liblmdb maps anything, the file is checked against its meta pages and the committed
+    B-trees are walked page by page in Python (`store.pages`); a damaged file is reported
+    (`damaged`) and never opened. `structure=True` also runs py-lmdb's full offline verifier
+    (`lmdb.verify`; only meaningful while no process writes).
+    `repair=True` deletes bad records (they are refitted later) and rewrites the
     per-dataset counts, then verifies again.
     """
-    store = FitsStore(path, readonly=True)
-    report = VerifyReport(path=str(store.path))
+    path = Path(path).expanduser().resolve()
+    report = VerifyReport(path=str(path))
+    if not _structure_sound(path, report):
+        return report  # never handed to liblmdb: a damaged file could abort the process
     if structure:
         report.structure_checked = True
-        try:
-            from lmdb import verify as lmdb_verify  # py-lmdb >= 3 ships an offline page walker
-        except ImportError:
-            report.problem("LMDB structure: this py-lmdb has no offline verifier (lmdb.verify); upgrade lmdb")
-        else:
-            for message in lmdb_verify.verify(str(store.path)):
-                report.problem(f"LMDB structure: {message}")
-    store._read(lambda txn, handle: _check(txn, handle, report))
-    store.close()
+        for message in lmdb_verify.verify(str(path)):
+            report.problem(f"LMDB structure: {message}")
+    try:
+        store = FitsStore(path, readonly=True)
+        store._read(lambda txn, handle: _check(txn, handle, report))
+        store.close()
+    except DamagedStoreError as error:
+        report.damaged = True
+        report.problem(str(error))
+        return report
     if repair and report._bad_keys:
         writer = FitsStore(path)
         report.repaired = writer._write(lambda txn, handle: _drop(txn, handle, report._bad_keys))
@@ -80,6 +91,20 @@ def verify_store(path: str | os.PathLike, structure: bool = False, repair: bool 
         again.repaired = report.repaired
         return again
     return report
+
+
+def _structure_sound(path: Path, report: VerifyReport) -> bool:
+    """Check the directory and walk the committed B-trees' pages in Python; False when damaged."""
+    try:
+        check_directory(path, writable=False)
+    except DamagedStoreError as error:
+        report.damaged = True
+        report.problem(str(error))
+        return False
+    for problem in pages.walk(path).problems:
+        report.damaged = True
+        report.problem(f"LMDB structure: {problem}")
+    return not report.damaged
 
 
 def _check(txn: lmdb.Transaction, handle: Environment, report: VerifyReport) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -10,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from store import schema
-from store.damage import is_disk_error
+from store.atomic import check_output, write_atomically
 from store.errors import DiskFullError, StoreError
 from store.fits_store import FitsStore
 
@@ -86,47 +85,4 @@ def stopped_import(error: DiskFullError, path: Path, dataset: str, done: int, to
     )
 
 
-def check_output(path: Path, overwrite: bool) -> None:
-    """A StoreError unless `path` can be written: its folder exists, it is no folder, and it does not
-    exist unless `overwrite`."""
-    if path.is_dir():
-        raise StoreError(f"{path} is a directory; give --out a file name such as {path / 'fits.h5'}")
-    if not path.parent.is_dir():
-        raise StoreError(f"the folder of {path} does not exist; create it or choose another --out")
-    if path.exists() and not overwrite:
-        raise StoreError(f"{path} already exists; pass --force to overwrite it, or choose another --out")
-
-
-def write_atomically(path: Path, write: Callable[[Path], None], overwrite: bool = False) -> None:
-    """Write to a temporary file beside `path`, then rename: a failed export leaves no half file."""
-    check_output(path, overwrite)
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.partial")
-    try:
-        write(temporary)
-        with open(temporary, "rb+") as handle:
-            os.fsync(handle.fileno())
-        temporary.replace(path)
-        sync_directory(path.parent)
-    except OSError as error:
-        if is_disk_error(error):
-            raise StoreError(
-                f"the disk is full writing {path} ({error}); nothing was written there and the store is "
-                "unchanged; free space and export again"
-            ) from None
-        raise StoreError(f"cannot write {path} ({error}); check the --out path and its permissions") from None
-    finally:
-        temporary.unlink(missing_ok=True)
-
-
-def sync_directory(folder: Path) -> None:
-    """fsync a folder so a rename in it survives a crash (a no-op where folders cannot be opened)."""
-    try:
-        descriptor = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(descriptor)
-    except OSError:
-        pass
-    finally:
-        os.close(descriptor)
+__all__ = ["check_output", "write_atomically"]  # the interchange formats import them from here
