@@ -33,6 +33,7 @@ MAX_DEPTH = 32
 # pad (the page size, in the free DB), flags, depth, branch, leaf and overflow pages, entries, root
 _DB = struct.Struct("=IHHQQQQQ")
 _META = struct.Struct("=IIQQ")  # magic, version, address, mapsize
+_PAGE_HEADER = struct.Struct("=QxxHHH")  # pgno, (pad), flags, lower, upper
 _NONE = (1 << 64) - 1
 
 
@@ -131,12 +132,11 @@ class _File:
         start = pgno * self.meta.page_size
         return self.map[start : start + self.meta.page_size]
 
-    def header_ok(self, page: bytes) -> Iterator | None:
-        """An empty iterator when a page's lower/upper bounds are sound, else None."""
-        lower, upper = struct.unpack_from("=HH", page, 12)
-        if lower < HEADER or lower > upper or upper > len(page) or (lower - HEADER) % 2:
+    def header(self, pgno: int) -> tuple[int, int, int, int] | None:
+        """(stored page number, flags, lower, upper) read in place, or None out of range."""
+        if not 2 <= pgno <= self.meta.last_page:
             return None
-        return iter(())
+        return _PAGE_HEADER.unpack_from(self.map, pgno * self.meta.page_size)
 
     def nodes(self, page: bytes) -> Iterator[tuple[int, int, int, bytes, int]] | None:
         """(offset, lo|hi, flags, key, data offset) of each node, or None if the header is bad."""
@@ -216,23 +216,23 @@ def _walk_tree(
         return
     stack = [(root, 0)]
     seen: set[int] = set()
+    header_only = items is None and subtables is None  # a structure check: records check themselves
     while stack:
         pgno, depth = stack.pop()
-        page = reader.page(pgno)
-        if page is None or pgno in seen or depth > MAX_DEPTH:
+        header = reader.header(pgno)
+        if header is None or pgno in seen or depth > MAX_DEPTH:
             result.problems.append(f"table {label}: page {pgno} is out of range or reached twice")
             continue
         seen.add(pgno)
         result.pages += 1
-        stored, flags = struct.unpack_from("=Q", page, 0)[0], struct.unpack_from("=H", page, 10)[0]
+        stored, flags, lower, upper = header
         kind = flags & (P_BRANCH | P_LEAF | P_OVERFLOW | P_META | P_LEAF2)
-        header_only = kind == P_LEAF and items is None and subtables is None
-        if stored != pgno or kind not in (P_BRANCH, P_LEAF):
-            nodes = None
-        elif header_only:  # a structure check: a sound header is enough, records check themselves
-            nodes = reader.header_ok(page)
-        else:
-            nodes = reader.nodes(page)
+        sound = stored == pgno and kind in (P_BRANCH, P_LEAF)
+        sound = sound and HEADER <= lower <= upper <= reader.meta.page_size and not (lower - HEADER) % 2
+        if sound and kind == P_LEAF and header_only:
+            continue
+        page = reader.page(pgno) if sound else None
+        nodes = reader.nodes(page) if page is not None else None
         if nodes is None:
             result.problems.append(
                 f"table {label}: page {pgno} is damaged (header says page {stored}, flags {flags:#x})"

@@ -12,8 +12,8 @@ import lmdb
 import numpy as np
 from lmdb import verify as lmdb_verify
 
-from store import pages, schema
-from store.damage import check_directory
+from store import schema
+from store.damage import check_directory, structure_problems
 from store.environment import (
     EXACT_ROW_SIZE,
     META_COUNTERS,
@@ -101,7 +101,7 @@ def _structure_sound(path: Path, report: VerifyReport) -> bool:
         report.damaged = True
         report.problem(str(error))
         return False
-    for problem in pages.walk(path).problems:
+    for problem in structure_problems(path):
         report.damaged = True
         report.problem(f"LMDB structure: {problem}")
     return not report.damaged

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import time
 from collections.abc import Callable, Sequence
@@ -114,8 +115,14 @@ def export_h5(
 
 
 def _with_h5(path: Path, write: Callable[[h5py.File], None]) -> None:
-    with h5py.File(path, "w") as handle:
+    # Built in memory, then written as plain bytes: HDF5 cannot survive a failed write (a full
+    # disk leaves a half-closed file that crashes the interpreter at exit), Python's write can.
+    # The export is about as large as the store's records, which export_npz holds in memory too.
+    buffer = io.BytesIO()
+    with h5py.File(buffer, "w") as handle:
         write(handle)
+    with open(path, "wb") as raw:
+        raw.write(buffer.getbuffer())
 
 
 def import_h5(
