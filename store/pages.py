@@ -116,6 +116,7 @@ class Walk:
     meta: Meta | None = None
     problems: list[str] = field(default_factory=list)
     tables: dict[bytes, list[tuple[bytes, bytes]]] = field(default_factory=dict)
+    leaves: dict[bytes, list[int]] = field(default_factory=dict)  # sound leaf pages per table
     pages: int = 0
 
 
@@ -229,6 +230,8 @@ def _walk_tree(
         kind = flags & (P_BRANCH | P_LEAF | P_OVERFLOW | P_META | P_LEAF2)
         sound = stored == pgno and kind in (P_BRANCH, P_LEAF)
         sound = sound and HEADER <= lower <= upper <= reader.meta.page_size and not (lower - HEADER) % 2
+        if sound and kind == P_LEAF:
+            result.leaves.setdefault(name, []).append(pgno)
         if sound and kind == P_LEAF and header_only:
             continue
         page = reader.page(pgno) if sound else None

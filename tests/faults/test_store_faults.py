@@ -110,16 +110,9 @@ def _one_clear_line(result: subprocess.CompletedProcess, *words: str) -> str:
 
 
 def _leaf_page_of_fits(path: Path) -> int:
-    """A page number holding fit records (a leaf of the `fits` table)."""
-    meta = pages.read_meta(path)
-    raw = (path / "data.mdb").read_bytes()
-    for pgno in range(meta.last_page // 2, meta.last_page):
-        page = raw[pgno * meta.page_size : (pgno + 1) * meta.page_size]
-        if int.from_bytes(page[10:12], "little") == pages.P_LEAF:
-            lower = int.from_bytes(page[12:14], "little")
-            if (lower - 16) // 2 >= 5:  # a page of fit records (10 per page), not the meta table
-                return pgno
-    raise AssertionError("no leaf page of fit records found")
+    """A page number of the committed `fits` table holding fit records (a leaf)."""
+    leaves = pages.walk(path).leaves[b"fits"]
+    return leaves[len(leaves) // 2]
 
 
 def _damage(path: Path, how: str) -> None:
