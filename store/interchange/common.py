@@ -59,6 +59,13 @@ def dataset_entry(store: FitsStore, dataset: str) -> dict:
     return store.datasets()[dataset]
 
 
+def export_target(store: FitsStore, dataset: str, path: str | Path, overwrite: bool) -> tuple[Path, dict]:
+    """(the output path, the dataset's table entry) after checking both, before any work."""
+    path = Path(path)
+    check_output(path, overwrite)
+    return path, dataset_entry(store, dataset)
+
+
 def first_bad_loss(loss: np.ndarray) -> int | None:
     """The first row whose loss is NaN, Inf or negative, or None (a stored loss is finite and >= 0)."""
     with np.errstate(invalid="ignore"):

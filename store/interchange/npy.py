@@ -16,8 +16,7 @@ from store.interchange.common import (
     ExportSummary,
     ImportSummary,
     ProgressFn,
-    check_output,
-    dataset_entry,
+    export_target,
     keys_of,
     load_array,
     refuse_bad_losses,
@@ -136,9 +135,7 @@ def export_spin_npy(
     """Write (size, 82) pose + betas in the dataset's imported dtype; absent samples are zero rows.
 
     An existing `path` is replaced only with `overwrite=True`."""
-    path = Path(path)
-    check_output(path, overwrite)
-    entry = dataset_entry(store, dataset)
+    path, entry = export_target(store, dataset, path, overwrite)
     dtype = np.dtype(entry["dtype"])
     out = np.zeros((entry["size"], NUM_STATIC), dtype=dtype)
     present = np.zeros(entry["size"], dtype=bool)

@@ -15,8 +15,7 @@ from store.interchange.common import (
     ExportSummary,
     ImportSummary,
     ProgressFn,
-    check_output,
-    dataset_entry,
+    export_target,
     keys_of,
     refuse_bad_losses,
     report,
@@ -36,9 +35,7 @@ def export_npz(
     """SPIN final fits: pose, betas, valid (= has a fit with loss < threshold), plus loss and cam_t.
 
     An existing `path` is replaced only with `overwrite=True`."""
-    path = Path(path)
-    check_output(path, overwrite)
-    entry = dataset_entry(store, dataset)
+    path, entry = export_target(store, dataset, path, overwrite)
     size, done = entry["size"], 0
     pose = np.zeros((size, schema.NUM_POSE), np.float32)
     betas = np.zeros((size, schema.NUM_BETAS), np.float32)
