@@ -28,6 +28,7 @@ _DAMAGE = (
     lmdb.BadTxnError,
     lmdb.VersionMismatchError,
 )
+_SOUND: dict[str, tuple[int, ...]] = {}  # path → (txnid, size, mtime, pid) of the last sound walk
 _DISK_WORDS = ("No space left", "File too large", "Disk quota", "Input/output error")
 
 
@@ -68,10 +69,15 @@ def check_directory(path: str | os.PathLike, writable: bool) -> None:
     if data.stat().st_size == 0:
         raise damaged(path, "data.mdb is empty, 0 bytes, as an interrupted copy leaves it")
     try:
-        pages.read_meta(path)
+        meta = pages.read_meta(path)
     except pages.DamagedFile as error:
         raise damaged(path, str(error)) from None
+    stamp = (meta.txnid, meta.file_size, data.stat().st_mtime_ns, os.getpid())
+    if _SOUND.get(str(path)) == stamp:
+        return  # this process walked this very file already
     problems = structure_problems(path)
+    if not problems:
+        _SOUND[str(path)] = stamp
     if problems:
         more = f", and {len(problems) - 1} more" if len(problems) > 1 else ""
         raise damaged(path, problems[0] + more)
