@@ -17,7 +17,6 @@ from __future__ import annotations
 import hashlib
 import os
 import threading
-import time as clock
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -26,46 +25,21 @@ import numpy as np
 import ray
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-from store import FitsStore, schema
+from store import FitsStore
+from store.candidates import Candidates, PutResult, concat_candidates, validate_candidates
 from store.errors import StoreError
-from store.fits_store import PutResult, batch_array, per_candidate
 
 MAX_CONCURRENCY = 16
 
 
 @dataclass
 class _Offer:
-    """One caller's put_if_better batch, validated and broadcast to per-candidate arrays."""
+    """One caller's put_if_better batch, validated, waiting for the group commit that takes it."""
 
-    keys: list[str]
-    pose: np.ndarray
-    betas: np.ndarray
-    cam_t: np.ndarray
-    loss: np.ndarray
-    round: np.ndarray
-    step: np.ndarray
-    source: np.ndarray
-    time: np.ndarray | None
+    candidates: Candidates
     accepted: PutResult | None = None
     error: BaseException | None = None
     done: bool = False
-
-
-def _offer(keys, pose, betas, cam_t, loss, round, step, source, time) -> _Offer:
-    keys = list(keys)
-    count = len(keys)
-    schema.parse_keys(keys)  # a bad key fails this caller only, not the group it would join
-    return _Offer(
-        keys=keys,
-        pose=batch_array(pose, (count, schema.NUM_POSE), "pose", np.float32),
-        betas=batch_array(betas, (count, schema.NUM_BETAS), "betas", np.float32),
-        cam_t=batch_array(cam_t, (count, schema.NUM_CAM), "cam_t", np.float32),
-        loss=batch_array(loss, (count,), "loss", np.float64),
-        round=per_candidate(round, count, "round", np.int64),
-        step=per_candidate(step, count, "step", np.int64),
-        source=np.asarray(schema.SOURCES, dtype=object)[schema.source_codes(source, count)],
-        time=None if time is None else per_candidate(time, count, "time", np.float64),
-    )
 
 
 class StoreWriter:
@@ -84,13 +58,22 @@ class StoreWriter:
         self._committing = False
 
     def ready(self) -> tuple[str, str | None]:
+        """(the store path, the one-sentence error that kept it from opening, or None)."""
         return self._path, self._error
+
+    @property
+    def _opened(self) -> FitsStore:
+        """The open store; a writer that could not open answers every call with its error."""
+        if self._store is None:
+            raise StoreError(self._error or f"the writer of fits store {self._path} is not open")
+        return self._store
 
     def node_id(self) -> str:
         return ray.get_runtime_context().get_node_id()
 
     def put_if_better(self, keys, pose, betas, cam_t, loss, round=0, step=0, source="smplify", time=None):
-        offer = _offer(keys, pose, betas, cam_t, loss, round, step, source, time)
+        # a bad argument or key fails this caller only, not the group it would join
+        offer = _Offer(validate_candidates(keys, pose, betas, cam_t, loss, round, step, source, time))
         with self._condition:
             self._pending.append(offer)
             while not offer.done and self._committing:
@@ -115,28 +98,12 @@ class StoreWriter:
     def _commit(self, group: list[_Offer]) -> None:
         """One transaction for every offer in the group; each gets its own slice of the result."""
         try:
-            times = [
-                offer.time if offer.time is not None else np.full(len(offer.keys), np.nan) for offer in group
-            ]
-            time = np.concatenate(times)
-            now = np.isnan(time)  # offers without a time are written "now", like FitsStore's default
-            time[now] = clock.time()
-            result = self._store.put_if_better(
-                [key for offer in group for key in offer.keys],
-                np.concatenate([offer.pose for offer in group]),
-                np.concatenate([offer.betas for offer in group]),
-                np.concatenate([offer.cam_t for offer in group]),
-                np.concatenate([offer.loss for offer in group]),
-                round=np.concatenate([offer.round for offer in group]),
-                step=np.concatenate([offer.step for offer in group]),
-                source=np.concatenate([offer.source for offer in group]),
-                time=time,
-            )
+            result = self._opened.put_candidates(concat_candidates([offer.candidates for offer in group]))
             start = 0
             for offer in group:
-                part = slice(start, start + len(offer.keys))
+                part = slice(start, start + len(offer.candidates))
                 offer.accepted = PutResult(result.accepted[part], result.previous_loss[part])
-                start += len(offer.keys)
+                start += len(offer.candidates)
         except BaseException as error:
             for offer in group:
                 offer.error = error
@@ -144,35 +111,38 @@ class StoreWriter:
             offer.done = True
 
     def get(self, keys: Sequence[str]) -> dict[str, np.ndarray]:
-        return self._store.get(keys)
+        return self._opened.get(keys)
 
     def len(self) -> int:
-        return len(self._store)
+        return len(self._opened)
 
     def stats(self) -> dict[str, Any]:
-        return self._store.stats()
+        return self._opened.stats()
 
     def datasets(self) -> dict[str, dict[str, Any]]:
-        return self._store.datasets()
+        return self._opened.datasets()
 
     def counters(self) -> dict[str, Any]:
-        return self._store.counters()
+        return self._opened.counters()
 
     def rounds(self) -> list[dict[str, Any]]:
-        return self._store.rounds()
+        return self._opened.rounds()
 
     def record_round(self, round: int, summary: dict[str, Any], time: float | None = None) -> None:
-        self._store.record_round(round, summary, time=time)
+        self._opened.record_round(round, summary, time=time)
 
     def declare_dataset(self, name: str, size: int | None = None, dtype: str | None = None) -> None:
-        self._store.declare_dataset(name, size=size, dtype=dtype)
+        self._opened.declare_dataset(name, size=size, dtype=dtype)
+
+    def resize_dataset(self, name: str, size: int) -> int:
+        return self._opened.resize_dataset(name, size)
 
     def snapshot(self, dest: str, repack: bool = False) -> str:
-        return str(self._store.snapshot(dest, repack=repack))
+        return str(self._opened.snapshot(dest, repack=repack))
 
     def read_chunk(self, name: str, start: int, chunk_size: int) -> dict[str, np.ndarray] | None:
         """The first chunk of dataset `name` from index `start` on, or None past its end."""
-        for chunk in self._store.iter_dataset(name, chunk_size=chunk_size, start=start):
+        for chunk in self._opened.iter_dataset(name, chunk_size=chunk_size, start=start):
             return chunk
         return None
 
@@ -183,10 +153,20 @@ StoreWriterActor = ray.remote(
 """The Ray actor class. Retrying a task is safe: put_if_better applied twice equals applied once."""
 
 
-def _unwrap(ref: ray.ObjectRef) -> Any:
-    """ray.get that re-raises a StoreError from the actor as itself (one sentence, no remote trace)."""
+DEFAULT_TIMEOUT_S = 600.0
+"""Longest wait for one call to the writer (a large batch with fsync takes seconds, not minutes)."""
+
+
+def _unwrap(ref: ray.ObjectRef, timeout: float | None = DEFAULT_TIMEOUT_S, path: str | None = None) -> Any:
+    """ray.get bounded by `timeout` seconds that re-raises a StoreError from the actor as itself
+    (one sentence, no remote trace); a writer that does not answer in time is a StoreError too."""
     try:
-        return ray.get(ref)
+        return ray.get(ref, timeout=timeout)
+    except ray.exceptions.GetTimeoutError:
+        raise StoreError(
+            f"the writer actor of fits store {path or '(unknown path)'} did not answer within {timeout:g} s; "
+            "check that its node is alive (`ray status`) and that the store's disk is not stalled"
+        ) from None
     except ray.exceptions.RayTaskError as error:
         if isinstance(error.cause, StoreError):
             raise error.cause from None
@@ -199,9 +179,18 @@ class RemoteFitsStore:
     Picklable (it holds an actor handle), so fitting actors and tasks on any node can use it.
     """
 
-    def __init__(self, handle: ray.actor.ActorHandle, path: str | None = None) -> None:
+    def __init__(
+        self,
+        handle: ray.actor.ActorHandle,
+        path: str | None = None,
+        timeout: float | None = DEFAULT_TIMEOUT_S,
+    ) -> None:
         self.handle = handle
         self.path = path
+        self.timeout = timeout  # seconds any one call may wait for the writer
+
+    def _call(self, ref: ray.ObjectRef) -> Any:
+        return _unwrap(ref, self.timeout, self.path)
 
     def __repr__(self) -> str:
         return f"RemoteFitsStore({self.path!r})"
@@ -210,7 +199,7 @@ class RemoteFitsStore:
         self, keys, pose, betas, cam_t, loss, round=0, step=0, source="smplify", time=None
     ) -> PutResult:
         """As FitsStore.put_if_better: which candidates were written and the losses they replaced."""
-        return _unwrap(self.put_if_better_async(keys, pose, betas, cam_t, loss, round, step, source, time))
+        return self._call(self.put_if_better_async(keys, pose, betas, cam_t, loss, round, step, source, time))
 
     def put_if_better_async(
         self, keys, pose, betas, cam_t, loss, round=0, step=0, source="smplify", time=None
@@ -229,37 +218,40 @@ class RemoteFitsStore:
         )
 
     def get(self, keys: Sequence[str]) -> dict[str, np.ndarray]:
-        return _unwrap(self.handle.get.remote(list(keys)))
+        return self._call(self.handle.get.remote(list(keys)))
 
     def __len__(self) -> int:
-        return _unwrap(self.handle.len.remote())
+        return self._call(self.handle.len.remote())
 
     def stats(self) -> dict[str, Any]:
-        return _unwrap(self.handle.stats.remote())
+        return self._call(self.handle.stats.remote())
 
     def datasets(self) -> dict[str, dict[str, Any]]:
-        return _unwrap(self.handle.datasets.remote())
+        return self._call(self.handle.datasets.remote())
 
     def counters(self) -> dict[str, Any]:
-        return _unwrap(self.handle.counters.remote())
+        return self._call(self.handle.counters.remote())
 
     def rounds(self) -> list[dict[str, Any]]:
-        return _unwrap(self.handle.rounds.remote())
+        return self._call(self.handle.rounds.remote())
 
     def record_round(self, round: int, summary: dict[str, Any], time: float | None = None) -> None:
-        _unwrap(self.handle.record_round.remote(round, summary, time))
+        self._call(self.handle.record_round.remote(round, summary, time))
 
     def declare_dataset(self, name: str, size: int | None = None, dtype: str | None = None) -> None:
-        _unwrap(self.handle.declare_dataset.remote(name, size, dtype))
+        self._call(self.handle.declare_dataset.remote(name, size, dtype))
+
+    def resize_dataset(self, name: str, size: int) -> int:
+        return self._call(self.handle.resize_dataset.remote(name, size))
 
     def snapshot(self, dest: str | os.PathLike, repack: bool = False) -> str:
         """Snapshot into `dest` on the writer's node (the path is interpreted there)."""
-        return _unwrap(self.handle.snapshot.remote(str(dest), repack))
+        return self._call(self.handle.snapshot.remote(str(dest), repack))
 
     def iter_dataset(self, name: str, chunk_size: int = 65536) -> Iterator[dict[str, np.ndarray]]:
         start = 0
         while True:
-            chunk = _unwrap(self.handle.read_chunk.remote(name, start, chunk_size))
+            chunk = self._call(self.handle.read_chunk.remote(name, start, chunk_size))
             if chunk is None:
                 return
             yield chunk
@@ -285,11 +277,15 @@ def writer_name(path: str) -> str:
 
 
 def open_store_writer(
-    path: str | os.PathLike, node_id: str | None = None, name: str | None = None
+    path: str | os.PathLike,
+    node_id: str | None = None,
+    name: str | None = None,
+    timeout: float = 120.0,
 ) -> RemoteFitsStore:
     """Start the writer actor of the store at `path` on `node_id` (default: this process's node), or
-    connect to it when it already runs. Ray must be initialised. Raises StoreError for a store it
-    cannot open (wrong schema version, not a fits store).
+    connect to it when it already runs. Ray must be initialised. Raises StoreError, with the
+    writer's own sentence, for a store it cannot open (damaged, wrong schema version, not a fits
+    store, a file in the way), and when the actor does not report ready within `timeout` seconds.
     """
     if not ray.is_initialized():
         raise StoreError(
@@ -302,7 +298,11 @@ def open_store_writer(
         get_if_exists=True,
         scheduling_strategy=NodeAffinitySchedulingStrategy(node_id=node_id, soft=False),
     ).remote(path)
-    actual_path, error = ray.get(handle.ready.remote())
+    try:
+        actual_path, error = _unwrap(handle.ready.remote(), timeout, path)
+    except StoreError:
+        ray.kill(handle)
+        raise
     if error is not None:
         ray.kill(handle)
         raise StoreError(error)

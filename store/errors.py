@@ -11,3 +11,12 @@ class StoreError(Exception):
 
 class SchemaVersionError(StoreError):
     """The store on disk was written with another record schema version."""
+
+
+class DamagedStoreError(StoreError):
+    """The store's file is damaged (truncated, bad pages, unreadable B-tree); nothing is written to it."""
+
+
+class DiskFullError(StoreError):
+    """A write could not reach the disk (full, over quota or over the file-size limit); nothing of it
+    was committed, and everything committed before is kept."""

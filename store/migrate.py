@@ -9,8 +9,8 @@ from pathlib import Path
 import lmdb
 
 from store import schema
+from store.environment import META_DB, META_VERSION
 from store.errors import StoreError
-from store.fits_store import META_DB, META_VERSION
 
 # from_version → function(env) rewriting the store to from_version + 1 inside one transaction.
 # Version 1 is the first schema, so nothing needs migrating yet; a schema change adds its step here.

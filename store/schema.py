@@ -117,7 +117,7 @@ def checksum_ok(records: np.ndarray) -> np.ndarray:
 
 
 def record_problems(records: np.ndarray) -> np.ndarray:
-    """(B,) records → (B,) bool: checksum, version, source code or a non-finite number is wrong."""
+    """(B,) records → (B,) bool: checksum, version, source code, a non-finite number or a negative loss."""
     bad = ~checksum_ok(records)
     bad |= records["version"] != SCHEMA_VERSION
     bad |= records["source"] >= len(SOURCES)
@@ -125,6 +125,8 @@ def record_problems(records: np.ndarray) -> np.ndarray:
     bad |= ~np.isfinite(records["betas"]).all(axis=1)
     bad |= ~np.isfinite(records["cam_t"]).all(axis=1)
     bad |= ~np.isfinite(records["loss"])
+    with np.errstate(invalid="ignore"):
+        bad |= records["loss"] < 0
     return bad
 
 
@@ -204,3 +206,37 @@ def decode_key_ints(joined: bytes, count: int) -> np.ndarray:
 
 def dataset_prefix(dataset_id: int) -> bytes:
     return int(dataset_id).to_bytes(2, "big")
+
+
+def decode_values(values: list[bytes]) -> tuple[np.ndarray, np.ndarray]:
+    """Stored values → (records (n,), ok (n,) bool: right length and checksum)."""
+    lengths = np.fromiter(map(len, values), dtype=np.int64, count=len(values))
+    right_length = lengths == RECORD_SIZE
+    if right_length.all():
+        records = decode_records(b"".join(values), len(values))
+    else:
+        records = np.zeros(len(values), dtype=RECORD_DTYPE)
+        good = np.flatnonzero(right_length)
+        if good.size:
+            records[good] = decode_records(b"".join(values[i] for i in good), good.size)
+    ok = right_length & checksum_ok(records) & (records["version"] == SCHEMA_VERSION)
+    return records, ok
+
+
+_ABSENT_RECORD = np.zeros(1, dtype=RECORD_DTYPE)
+_ABSENT_RECORD["source"] = len(SOURCES)  # reads back as source ''
+ABSENT_BYTES = _ABSENT_RECORD.tobytes()
+
+
+def record_fields(records: np.ndarray) -> dict[str, np.ndarray]:
+    """(B,) structured records → dict of plain arrays (copies, so they outlive the read buffer)."""
+    return {
+        "pose": records["pose"].astype(np.float32),
+        "betas": records["betas"].astype(np.float32),
+        "cam_t": records["cam_t"].astype(np.float32),
+        "loss": records["loss"].astype(np.float64),
+        "round": records["round"].astype(np.int64),
+        "step": records["step"].astype(np.int64),
+        "time": records["time"].astype(np.float64),
+        "source": source_names(records["source"]),
+    }

@@ -5,22 +5,25 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import lmdb
 import numpy as np
+from lmdb import verify as lmdb_verify
 
 from store import schema
-from store.fits_store import (
+from store.damage import check_directory, structure_problems
+from store.environment import (
     EXACT_ROW_SIZE,
     META_COUNTERS,
     META_DATASETS,
     META_VERSION,
     ROUND_PREFIX,
-    FitsStore,
-    _decode_values,
-    _Environment,
+    Environment,
 )
+from store.errors import DamagedStoreError
+from store.fits_store import FitsStore
 
 _CHUNK = 65536
 MAX_LISTED = 20
@@ -36,6 +39,7 @@ class VerifyReport:
     bad_records: int = 0
     problems: list[str] = field(default_factory=list)
     structure_checked: bool = False
+    damaged: bool = False  # the file itself is damaged: salvage it (`store.salvage`), --repair cannot
     repaired: int = 0
     _bad_keys: list[bytes] = field(default_factory=list, repr=False)
 
@@ -56,23 +60,29 @@ def verify_store(path: str | os.PathLike, structure: bool = False, repair: bool 
     Checks every record (length, checksum, schema version, source code, finite numbers, a known
     dataset, index below the dataset's size), the exact-row table, and the metadata (schema
     version, dataset table, per-dataset counts equal to the records present, counters, rounds).
-    `structure=True` also walks LMDB's own page structure offline (only meaningful while no
-    process writes). `repair=True` deletes bad records (they are refitted later) and rewrites the
+    Before liblmdb maps anything, the file is checked against its meta pages and the committed
+    B-trees are walked page by page in Python (`store.pages`); a damaged file is reported
+    (`damaged`) and never opened. `structure=True` also runs py-lmdb's full offline verifier
+    (`lmdb.verify`; only meaningful while no process writes).
+    `repair=True` deletes bad records (they are refitted later) and rewrites the
     per-dataset counts, then verifies again.
     """
-    store = FitsStore(path, readonly=True)
-    report = VerifyReport(path=str(store.path))
+    path = Path(path).expanduser().resolve()
+    report = VerifyReport(path=str(path))
+    if not _structure_sound(path, report):
+        return report  # never handed to liblmdb: a damaged file could abort the process
     if structure:
         report.structure_checked = True
-        try:
-            from lmdb import verify as lmdb_verify  # py-lmdb >= 3 ships an offline page walker
-        except ImportError:
-            report.problem("LMDB structure: this py-lmdb has no offline verifier (lmdb.verify); upgrade lmdb")
-        else:
-            for message in lmdb_verify.verify(str(store.path)):
-                report.problem(f"LMDB structure: {message}")
-    store._read(lambda txn, handle: _check(txn, handle, report))
-    store.close()
+        for message in lmdb_verify.verify(str(path)):
+            report.problem(f"LMDB structure: {message}")
+    try:
+        store = FitsStore(path, readonly=True)
+        store._read(lambda txn, handle: _check(txn, handle, report))
+        store.close()
+    except DamagedStoreError as error:
+        report.damaged = True
+        report.problem(str(error))
+        return report
     if repair and report._bad_keys:
         writer = FitsStore(path)
         report.repaired = writer._write(lambda txn, handle: _drop(txn, handle, report._bad_keys))
@@ -83,7 +93,21 @@ def verify_store(path: str | os.PathLike, structure: bool = False, repair: bool 
     return report
 
 
-def _check(txn: lmdb.Transaction, handle: _Environment, report: VerifyReport) -> None:
+def _structure_sound(path: Path, report: VerifyReport) -> bool:
+    """Check the directory and walk the committed B-trees' pages in Python; False when damaged."""
+    try:
+        check_directory(path, writable=False)
+    except DamagedStoreError as error:
+        report.damaged = True
+        report.problem(str(error))
+        return False
+    for problem in structure_problems(path):
+        report.damaged = True
+        report.problem(f"LMDB structure: {problem}")
+    return not report.damaged
+
+
+def _check(txn: lmdb.Transaction, handle: Environment, report: VerifyReport) -> None:
     meta = handle.meta_db
     raw_version = txn.get(META_VERSION, db=meta)
     if raw_version is None or int(raw_version) != schema.SCHEMA_VERSION:
@@ -170,7 +194,7 @@ def _check_records(
     report.records += len(chunk)
     keys = [k for k, _ in chunk]
     key_ok = np.fromiter((len(k) == schema.KEY_SIZE for k in keys), dtype=bool, count=len(keys))
-    records, ok = _decode_values([v for _, v in chunk])
+    records, ok = schema.decode_values([v for _, v in chunk])
     ok &= ~schema.record_problems(records) & key_ok
     dataset_ids = np.zeros(len(chunk), dtype=np.int64)
     indices = np.zeros(len(chunk), dtype=np.int64)
@@ -209,10 +233,12 @@ def _describe(value: bytes, known_dataset: bool) -> str:
         return f"record schema version {record['version'][0]}"
     if record["source"][0] >= len(schema.SOURCES):
         return f"unknown source code {record['source'][0]}"
+    if np.isfinite(record["loss"][0]) and record["loss"][0] < 0:
+        return f"negative loss {record['loss'][0]:g} (a loss is never below 0)"
     return "NaN or Inf in pose, betas, cam_t or loss"
 
 
-def _drop(txn: lmdb.Transaction, handle: _Environment, bad_keys: list[bytes]) -> int:
+def _drop(txn: lmdb.Transaction, handle: Environment, bad_keys: list[bytes]) -> int:
     """Delete bad records and rewrite every dataset's count from the records that remain."""
     dropped = sum(bool(txn.delete(key, db=handle.fits_db)) for key in bad_keys)
     datasets = json.loads(txn.get(META_DATASETS, db=handle.meta_db) or b"{}")

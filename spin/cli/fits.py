@@ -39,6 +39,13 @@ class ExportFormat(str, Enum):
     h5 = "h5"
 
 
+_EXPORT_SUFFIXES = {
+    ExportFormat.spin_npy: (".npy",),
+    ExportFormat.npz: (".npz",),
+    ExportFormat.h5: (".h5", ".hdf5"),
+}
+
+
 def _number(value: Any, digits: int = 3) -> str:
     if value is None:
         return "–"
@@ -72,7 +79,8 @@ def _open(store: Path):
 def stats_command(
     store: StoreOption, threshold: ThresholdOption = 100.0, as_json: JsonOption = False
 ) -> None:
-    """Per dataset: count, mean/median loss, fraction under the threshold, by source and by round."""
+    """Per dataset: count, mean/median loss, fraction under the threshold, unscored, by source and round."""
+    from store.schema import UNSCORED_LOSS
     from store.stats import dataset_stats
 
     with _open(store) as fits:
@@ -109,8 +117,15 @@ def stats_command(
         _console.print("[yellow]the store holds no datasets yet[/]")
     _console.print(
         f"writes: {counters['offered']} fits offered in {counters['batches']} batches, "
-        f"{counters['accepted']} accepted, {counters['refused_nonfinite']} refused for NaN/Inf"
+        f"{counters['accepted']} accepted, {counters['refused_nonfinite']} refused for NaN/Inf, "
+        f"{counters['refused_invalid_loss']} refused for a negative loss"
     )
+    unscored = sum(entry["unscored"] for entry in stats.values())
+    if unscored:
+        _console.print(
+            f"[yellow]{unscored} fits are unscored[/] (imported without a loss, stored as the placeholder "
+            f"{UNSCORED_LOSS:g}; they never supervise until a scored fit replaces them)"
+        )
 
 
 @fits_app.command("show")
@@ -162,9 +177,12 @@ def import_command(
         int, typer.Option("--round", min=0, help="Round number to record the imported fits under.")
     ] = 0,
 ) -> None:
-    """Import fits; a record is written only where the store has none or a worse one."""
+    """Import fits; a record is written only where the store has none or a worse one.
+
+    The file is checked whole (shapes, NaN/Inf, losses finite and >= 0, dataset size) before
+    anything is written; the store is created only then.
+    """
     from store import FitsStore, schema
-    from store.interchange import import_h5, import_npz, import_spin_npy
 
     suffix = file.suffix.lower()
     if suffix not in (".npy", ".npz", ".h5", ".hdf5"):
@@ -175,17 +193,9 @@ def import_command(
         raise UserError(f"--loss applies to .npy static fits only; {file} carries its own losses")
     if suffix in (".npy", ".npz") and not dataset:
         raise UserError(f"importing {file} needs --dataset NAME, the dataset its rows belong to")
+    write = _prepare_import(file, suffix, dataset, loss, round)  # checks the file; no store yet
     with FitsStore(store) as fits, _progress(f"importing {file.name}") as on_progress:
-        if suffix == ".npy":
-            summaries = [
-                import_spin_npy(fits, dataset, file, loss=loss, round=round, on_progress=on_progress)
-            ]
-        elif suffix == ".npz":
-            summaries = [import_npz(fits, dataset, file, round=round, on_progress=on_progress)]
-        else:
-            summaries = import_h5(
-                fits, file, datasets=[dataset] if dataset else None, on_progress=on_progress
-            )
+        summaries = write(fits, on_progress)
     for summary in summaries:
         line = f"{summary.dataset}: {summary.rows} rows read, {summary.accepted} written"
         if summary.skipped:
@@ -200,6 +210,23 @@ def import_command(
         )
 
 
+def _prepare_import(file: Path, suffix: str, dataset: str | None, loss: Path | None, round: int):
+    """Check the whole file (shapes, NaN/Inf, losses) and return `write(store, on_progress)`."""
+    from store.interchange.h5 import check_h5, import_h5
+    from store.interchange.npy import read_spin_npy, write_static
+    from store.interchange.npz import read_npz, write_final
+
+    if suffix == ".npy":
+        static = read_spin_npy(file, loss=loss)
+        return lambda fits, on_progress: [write_static(fits, dataset, static, round, on_progress)]
+    if suffix == ".npz":
+        final = read_npz(file)
+        return lambda fits, on_progress: [write_final(fits, dataset, final, round, on_progress)]
+    wanted = [dataset] if dataset else None
+    check_h5(file, wanted)
+    return lambda fits, on_progress: import_h5(fits, file, datasets=wanted, on_progress=on_progress)
+
+
 @fits_app.command("export")
 def export_command(
     store: StoreOption,
@@ -209,19 +236,31 @@ def export_command(
         Optional[str], typer.Option("--dataset", help="Dataset to export (h5: all when omitted).")
     ] = None,
     threshold: ThresholdOption = 100.0,
+    force: Annotated[bool, typer.Option("--force", help="Overwrite --out if it exists.")] = False,
 ) -> None:
     """Export fits as SPIN static fits (.npy), SPIN final fits (.npz) or HDF5 (.h5)."""
     from store.interchange import export_h5, export_npz, export_spin_npy
+    from store.interchange.common import check_output
 
     if export_format is not ExportFormat.h5 and not dataset:
         raise UserError(f"--format {export_format.value} exports one dataset; add --dataset NAME")
+    suffixes = _EXPORT_SUFFIXES[export_format]
+    if out.suffix.lower() not in suffixes:
+        raise UserError(
+            f"--out {out} does not end in {' or '.join(suffixes)}, the extension of --format "
+            f"{export_format.value}; rename --out or choose the matching --format"
+        )
+    check_output(out, overwrite=force)  # before reading the store: a wrong --out costs nothing
     with _open(store) as fits, _progress(f"exporting to {out.name}") as on_progress:
         if export_format is ExportFormat.spin_npy:
-            summaries = [export_spin_npy(fits, dataset, out, on_progress=on_progress)]
+            summaries = [export_spin_npy(fits, dataset, out, on_progress=on_progress, overwrite=force)]
         elif export_format is ExportFormat.npz:
-            summaries = [export_npz(fits, dataset, out, threshold=threshold, on_progress=on_progress)]
+            summaries = [
+                export_npz(fits, dataset, out, threshold=threshold, on_progress=on_progress, overwrite=force)
+            ]
         else:
-            summaries = export_h5(fits, out, datasets=[dataset] if dataset else None, on_progress=on_progress)
+            wanted = [dataset] if dataset else None
+            summaries = export_h5(fits, out, datasets=wanted, on_progress=on_progress, overwrite=force)
     for summary in summaries:
         line = f"{summary.dataset}: {summary.rows} rows written to {out}"
         if summary.missing:
@@ -301,30 +340,49 @@ def diff_command(
 def verify_command(
     store: StoreOption,
     structure: Annotated[
-        bool, typer.Option("--structure", help="Also walk LMDB's pages offline (only while nothing writes).")
+        bool,
+        typer.Option(
+            "--structure", help="Also run py-lmdb's full offline page verifier (only while nothing writes)."
+        ),
     ] = False,
     repair: Annotated[
         bool, typer.Option("--repair", help="Delete bad records (they are fitted again) and fix the counts.")
     ] = False,
 ) -> None:
-    """Every record decodes, holds no NaN, and the metadata matches; exit status 0 only then."""
+    """Every record decodes, holds no NaN or negative loss, the metadata matches, the file is sound;
+    exit status 0 only then. A damaged file is reported, never opened with LMDB."""
+    from store.damage import salvage_command
     from store.verify import verify_store
 
-    report = verify_store(store, structure=structure, repair=repair)
+    report = verify_store(store, structure=structure, repair=repair and not _damaged(store))
     if report.repaired:
         _console.print(f"[yellow]repaired:[/] deleted {report.repaired} bad records")
     summary = f"{report.records} records in {report.datasets} datasets"
     if report.ok:
         _console.print(f"[green]ok[/] {store}: {summary}" + (", LMDB structure checked" if structure else ""))
         return
-    table = Table(title=f"problems in {store} ({summary}, {report.bad_records} bad records)")
+    title = "the store file is damaged" if report.damaged else f"{report.bad_records} bad records"
+    table = Table(title=f"problems in {store} ({title})")
     table.add_column("problem")
     for problem in report.problems:
         table.add_row(problem)
     _console.print(table)
-    if report.bad_records and not repair:
+    if report.damaged:
+        _console.print(f"copy every readable fit into a new store with `{salvage_command(store)}`")
+    elif report.bad_records and not repair:
         _console.print(f"drop the bad records with `spin fits verify --store {store} --repair`")
     raise typer.Exit(1)
+
+
+def _damaged(store: Path) -> bool:
+    from store.damage import check_directory
+    from store.errors import StoreError
+
+    try:
+        check_directory(store, writable=False)  # includes the page walk
+    except StoreError:
+        return True
+    return False
 
 
 @fits_app.command("snapshot")
@@ -334,14 +392,46 @@ def snapshot_command(
     repack: Annotated[
         bool, typer.Option("--repack", help="Rewrite in key order so pages are full (smallest copy).")
     ] = False,
+    salvage: Annotated[
+        bool,
+        typer.Option("--salvage", help="From a damaged store: copy every readable fit into a new store."),
+    ] = False,
 ) -> None:
-    """A consistent, compacted copy of the store, taken while writers keep writing."""
+    """A consistent, compacted copy of the store, taken while writers keep writing (or, with
+    --salvage, every readable fit of a damaged store, read without trusting the file)."""
+    if salvage:
+        from store.salvage import salvage_store
+
+        result = salvage_store(store, out)
+        _console.print(
+            f"salvaged {result.records} fits in {result.datasets} datasets from {store} into {out}"
+            + (f"; {result.unreadable} damaged records left out" if result.unreadable else "")
+        )
+        for problem in result.problems:
+            _console.print(f"[yellow]damage:[/] {problem}")
+        return
     with _open(store) as fits:
         dest = fits.snapshot(out, repack=repack)
         records = len(fits)
     size = (dest / "data.mdb").stat().st_size
     per_fit = f", {size / records:.0f} bytes per fit" if records else ""
     _console.print(f"snapshot of {store} written to {dest}: {size / 2**20:.1f} MiB{per_fit}")
+
+
+@fits_app.command("resize")
+def resize_command(
+    store: StoreOption,
+    dataset: Annotated[str, typer.Option("--dataset", help="The dataset whose declared size changes.")],
+    size: Annotated[int, typer.Option("--size", min=0, help="Its new number of samples.")],
+) -> None:
+    """Change a dataset's declared number of samples on purpose (never below a stored index)."""
+    from store import FitsStore
+
+    if not (store / "data.mdb").is_file():
+        raise UserError(f"no fits store at {store}; check the --store path")
+    with FitsStore(store) as fits:
+        old = fits.resize_dataset(dataset, size)
+    _console.print(f"dataset {dataset!r} in {store}: size {old} → {size}")
 
 
 @fits_app.command("migrate")

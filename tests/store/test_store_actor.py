@@ -10,7 +10,7 @@ from store_samples import keys_for, random_fits
 ray = pytest.importorskip("ray")
 
 from fitting_workers.store_actor import RemoteFitsStore, StoreWriter, open_store_writer  # noqa: E402
-from store import FitsStore, StoreError  # noqa: E402
+from store import FitsStore, StoreError, pages  # noqa: E402
 from store.verify import verify_store  # noqa: E402
 
 
@@ -94,6 +94,49 @@ def test_a_store_the_writer_cannot_open_is_a_one_sentence_error(local_ray, tmp_p
     env.close()
     with pytest.raises(StoreError, match="spin fits migrate"):
         open_store_writer(path)
+
+
+@pytest.mark.parametrize("fault", ["empty-data-file", "zeroed-page", "other-files"])
+def test_a_damaged_or_foreign_store_is_the_writers_one_sentence_within_the_timeout(
+    local_ray, tmp_path, fault
+):
+    path = tmp_path / "fits"
+    if fault == "empty-data-file":
+        path.mkdir()
+        (path / "data.mdb").touch()
+    elif fault == "other-files":
+        path.mkdir()
+        (path / "notes.txt").write_text("not fits")
+    else:
+        with FitsStore(path) as fits:
+            fits.put_if_better(
+                keys_for("d", range(400)),
+                np.zeros((400, 72)),
+                np.zeros((400, 10)),
+                np.zeros((400, 3)),
+                np.ones(400),
+            )
+        leaves = pages.walk(path).leaves[b"fits"]
+        with open(path / "data.mdb", "r+b") as handle:  # zero a leaf page of fit records
+            handle.seek(leaves[len(leaves) // 2] * 4096)
+            handle.write(bytes(4096))
+    with pytest.raises(StoreError, match="damaged|holds other files") as error:
+        open_store_writer(path, timeout=60)
+    assert "\n" not in str(error.value) and "Traceback" not in str(error.value)
+
+
+def test_the_writers_answer_is_awaited_for_a_bounded_time(local_ray, tmp_path):
+    @ray.remote
+    class Silent:
+        def ready(self):
+            import time
+
+            time.sleep(30)
+
+    handle = Silent.remote()
+    with pytest.raises(StoreError, match="did not answer within 0.5 s"):
+        RemoteFitsStore(handle, "somewhere", timeout=0.5)._call(handle.ready.remote())
+    ray.kill(handle)
 
 
 def test_group_commit_from_many_threads_keeps_best_so_far(tmp_path, rng):

@@ -58,6 +58,7 @@ def test_show_prints_one_record_and_names_a_missing_key(imported):
 
 def test_export_every_format(tmp_path, imported):
     with FitsStore(imported) as fits:
+        assert fits.resize_dataset("lsp", 13) == 10  # the 10 imported rows, then 3 more samples
         fits.put_if_better(["lsp/12"], np.ones((1, 72)), np.ones((1, 10)), np.ones((1, 3)), [5.0])
     npy = run(
         "export", "--store", imported, "--dataset", "lsp", "--format", "spin-npy", "--out", tmp_path / "o.npy"
@@ -93,12 +94,14 @@ def test_diff_counts_improved_keys(tmp_path, imported):
         fits.put_if_better(
             keys_for("lsp", [0, 5]), np.zeros((2, 72)), np.zeros((2, 10)), np.zeros((2, 3)), [30.0, 60.0]
         )
+        fits.resize_dataset("lsp", 21)
         fits.put_if_better(["lsp/20"], np.zeros((1, 72)), np.zeros((1, 10)), np.zeros((1, 3)), [1.0])
     result = run("diff", tmp_path / "before", imported, "--json")
     assert result.exit_code == 0, result.output
     lsp = json.loads(result.output)["lsp"]
-    assert (lsp["common"], lsp["new"], lsp["improved"], lsp["worse"]) == (10, 1, 2, 0)
-    assert lsp["max_improvement"] == pytest.approx(schema.UNSCORED_LOSS - 60.0)
+    # lsp/0 went 40 → 30 (a gain); lsp/5 was unscored and got its first real loss: scored, no gain
+    assert (lsp["common"], lsp["new"], lsp["improved"], lsp["scored"], lsp["worse"]) == (10, 1, 1, 1, 0)
+    assert lsp["max_improvement"] == pytest.approx(10.0)
     assert (lsp["valid_before"], lsp["valid_after"]) == (1, 3)
     assert "lsp" in run("diff", tmp_path / "before", imported).output
 

@@ -121,17 +121,34 @@ def test_bad_static_fits_files_are_named(tmp_path, store, array, message):
     assert len(store) == 0
 
 
-def test_bad_loss_file_and_missing_file_are_named(tmp_path, store):
+def _wrong_loss_length(tmp_path, store):
     np.save(tmp_path / "fits.npy", np.zeros((3, 82), np.float32))
     np.save(tmp_path / "loss.npy", np.zeros(4))
-    with pytest.raises(StoreError, match=r"loss.npy has shape \(4,\); it needs one loss per row, \(3,\)"):
-        import_spin_npy(store, "x", tmp_path / "fits.npy", loss=tmp_path / "loss.npy")
-    with pytest.raises(StoreError, match="nothere.npy does not exist"):
-        import_spin_npy(store, "x", tmp_path / "nothere.npy")
-    with pytest.raises(StoreError, match="folder of"):
-        np.save(tmp_path / "ok.npy", np.zeros((1, 82), np.float32))
-        import_spin_npy(store, "x", tmp_path / "ok.npy")
-        export_spin_npy(store, "x", tmp_path / "no" / "dir.npy")
+    import_spin_npy(store, "x", tmp_path / "fits.npy", loss=tmp_path / "loss.npy")
+
+
+def _missing_file(tmp_path, store):
+    import_spin_npy(store, "x", tmp_path / "nothere.npy")
+
+
+def _export_into_missing_folder(tmp_path, store):
+    np.save(tmp_path / "ok.npy", np.zeros((1, 82), np.float32))
+    import_spin_npy(store, "x", tmp_path / "ok.npy")  # must succeed: only the export may raise
+    export_spin_npy(store, "x", tmp_path / "no" / "dir.npy")
+
+
+@pytest.mark.parametrize(
+    ("call", "message"),
+    [
+        (_wrong_loss_length, r"loss.npy has shape \(4,\); it needs one loss per row, \(3,\)"),
+        (_missing_file, "nothere.npy does not exist"),
+        (_export_into_missing_folder, "folder of"),
+    ],
+    ids=["wrong-loss-length", "missing-file", "export-into-missing-folder"],
+)
+def test_bad_loss_file_missing_file_and_missing_folder_are_named(tmp_path, store, call, message):
+    with pytest.raises(StoreError, match=message):
+        call(tmp_path, store)
 
 
 def test_final_fits_npz_round_trip(tmp_path, store, rng):

@@ -11,7 +11,7 @@ import pytest
 from store_samples import keys_for, random_fits
 
 from store import FitsStore, SchemaVersionError, StoreError
-from store.fits_store import META_DB, META_VERSION
+from store.environment import META_DB, META_VERSION
 from store.migrate import migrate_store
 from store.verify import verify_store
 
@@ -105,7 +105,7 @@ def test_metadata_datasets_counters_and_rounds(store, rng):
     _put(store, keys_for("h36m", [5, 20]), [1, 2], rng, round=1)
     _put(store, ["lsp/0"], [1], rng, round=1)
     datasets = store.datasets()
-    assert datasets["h36m"] == {"id": 0, "size": 21, "count": 4, "dtype": "float32"}
+    assert datasets["h36m"] == {"id": 0, "size": 21, "count": 4, "dtype": "float32", "declared": False}
     assert datasets["lsp"]["id"] == 1 and datasets["lsp"]["count"] == 1
     store.declare_dataset("h36m", size=100)
     store.declare_dataset("mpii", size=10)
@@ -115,6 +115,7 @@ def test_metadata_datasets_counters_and_rounds(store, rng):
         "offered": 3,
         "accepted": 3,
         "refused_nonfinite": 0,
+        "refused_invalid_loss": 0,
     }
     store.record_round(1, {"mpjpe": np.float32(88.5), "bad": float("nan"), "n": np.int64(3)})
     store.record_round(0, {"mpjpe": 90.0})
@@ -176,7 +177,7 @@ def test_a_reader_then_a_writer_in_one_process_share_the_environment(tmp_path, r
 
 def test_a_file_or_a_foreign_lmdb_is_not_taken_for_a_store(tmp_path):
     (tmp_path / "file").write_text("x")
-    with pytest.raises(StoreError, match="cannot open fits store .* for writing"):
+    with pytest.raises(StoreError, match="is a file, not a fits store directory"):
         FitsStore(tmp_path / "file")
     env = lmdb.open(str(tmp_path / "other"))
     with env.begin(write=True) as txn:
