@@ -6,10 +6,11 @@ with its own GMM), more extreme poses (the sampler's poses ×1.3, clipped to its
 up to ±150° (side and back views), self-occlusion (joints behind the pelvis dropped with probability
 0.3, plus 5% at random), 2 px noise and a noisier initialisation. Both modes fit the same people from
 the same perturbed initialisations, batch by batch interleaved (default, then reference, on each
-batch), so a noisy shared machine slows both alike; the speed claim is the ratio. Printed: fits/s
-ratio, mean loss (the stored `fit_quality`), MPJPE and PA-MPJPE (mm, 14 LSP joints). Target: default
-≥ 100× the reference's fits/s with loss, MPJPE and PA-MPJPE no worse on both sets. With CUDA, also
-the default mode's fits/s at a large batch on the GPU.
+batch), so a noisy shared machine slows both alike; the speed claim is the ratio, taken on the
+process's CPU time (on an oversubscribed machine wall time mostly measures the neighbours; wall-clock
+fits/s are printed too). Printed: fits/s ratio, mean loss (the stored `fit_quality`), MPJPE and
+PA-MPJPE (mm, 14 LSP joints). Target: default ≥ 100× the reference's fits/s with loss, MPJPE and
+PA-MPJPE no worse on both sets. With CUDA, also the default mode's fits/s at a large batch on the GPU.
 
     .venv/bin/python benchmarks/smplify.py               # 64 people per set (reference: minutes)
     .venv/bin/python benchmarks/smplify.py --people 128  # steadier numbers
@@ -61,14 +62,15 @@ def lsp14(body: BodyModel, pose: np.ndarray, betas: np.ndarray) -> torch.Tensor:
     return joints[:, NUM_OPENPOSE + torch.as_tensor(LSP14_FROM_GT)]
 
 
-def summary(test: TestSet, results: list, seconds: float) -> dict:
+def summary(test: TestSet, results: list, seconds: float, cpu_seconds: float) -> dict:
     pose = np.concatenate([r.pose for r in results])
     betas = np.concatenate([r.betas for r in results])
     loss = np.concatenate([r.loss for r in results])
     failed = np.concatenate([r.failed for r in results])
     gt = lsp14(test.body, test.problems.gt_pose, test.problems.gt_betas)
     fitted = lsp14(test.body, pose, betas)
-    return dict(fits_per_s=len(loss) / seconds, seconds=seconds, loss=float(loss[~failed].mean()),
+    return dict(fits_per_s=len(loss) / seconds, seconds=seconds, cpu_seconds=cpu_seconds,
+                fits_per_cpu_s=len(loss) / cpu_seconds, loss=float(loss[~failed].mean()),
                 mpjpe=float(mpjpe(fitted, gt).mean()), pa_mpjpe=float(pa_mpjpe(fitted, gt).mean()),
                 failed=int(failed.sum()))
 
@@ -85,14 +87,16 @@ def run_interleaved(test: TestSet, batch_size: int, console: Console) -> dict[st
                                                   warm.init_cam_t)
     results: dict[str, list] = {mode: [] for mode in fitters}
     seconds = dict.fromkeys(fitters, 0.0)
+    cpu_seconds = dict.fromkeys(fitters, 0.0)
     for lo in range(0, len(p), batch_size):
         part = p.slice(slice(lo, lo + batch_size))
         for mode, fitter in fitters.items():
             console.print(f"set {test.name}: people {lo}–{lo + len(part)} in {mode} mode …")
-            start = time.perf_counter()
+            start, cpu_start = time.perf_counter(), time.process_time()
             results[mode].append(fitter.fit(part.keypoints, part.init_pose, part.init_betas, part.init_cam_t))
             seconds[mode] += time.perf_counter() - start
-    return {mode: summary(test, results[mode], seconds[mode]) for mode in fitters}
+            cpu_seconds[mode] += time.process_time() - cpu_start
+    return {mode: summary(test, results[mode], seconds[mode], cpu_seconds[mode]) for mode in fitters}
 
 
 def cuda_line(test: TestSet, batch: int) -> str:
@@ -131,7 +135,8 @@ def main() -> None:
     for test in sets:
         table.add_column(f"{test.name} reference", justify="right")
         table.add_column(f"{test.name} default", justify="right")
-    metrics = (("fits/s", "fits_per_s", "{:.2f}"), ("seconds", "seconds", "{:.1f}"),
+    metrics = (("fits/s (wall)", "fits_per_s", "{:.2f}"), ("seconds (wall)", "seconds", "{:.1f}"),
+               ("fits per CPU s", "fits_per_cpu_s", "{:.2f}"), ("CPU seconds", "cpu_seconds", "{:.1f}"),
                ("mean loss", "loss", "{:.3f}"), ("MPJPE mm", "mpjpe", "{:.2f}"),
                ("PA-MPJPE mm", "pa_mpjpe", "{:.2f}"), ("failed", "failed", "{}"))
     for label, key, fmt in metrics:
@@ -144,9 +149,11 @@ def main() -> None:
     for test in sets:
         ref, new = rows[test.name]["reference"], rows[test.name]["default"]
         ratio = new["fits_per_s"] / ref["fits_per_s"]
-        ok = ratio >= 100 and all(new[k] <= ref[k] for k in ("loss", "mpjpe", "pa_mpjpe"))
+        cpu_ratio = new["fits_per_cpu_s"] / ref["fits_per_cpu_s"]
+        ok = cpu_ratio >= 100 and all(new[k] <= ref[k] for k in ("loss", "mpjpe", "pa_mpjpe"))
         met &= ok
-        console.print(f"set {test.name}: default / reference fits/s [bold]{ratio:.1f}×[/] (target ≥ 100×); "
+        console.print(f"set {test.name}: default / reference fits per CPU second [bold]{cpu_ratio:.1f}×[/] "
+                      f"(target ≥ 100×), wall clock {ratio:.1f}×; "
                       f"loss {new['loss']:.3f} vs {ref['loss']:.3f}; "
                       f"MPJPE {new['mpjpe']:.2f} vs {ref['mpjpe']:.2f}; "
                       f"PA-MPJPE {new['pa_mpjpe']:.2f} vs {ref['pa_mpjpe']:.2f} mm")
