@@ -7,9 +7,11 @@ with the GMoF reprojection term and the GMM, angle and shape priors (see `losses
 `reference` mode evaluates the full mesh forward every iteration, as SPIN's implementation does.
 `default` mode uses the body model's joints-only fast path, solves the camera stage on joints posed
 once (a global rotation only rotates the posed body about the pelvis, so each camera step is one
-3x3 rotation of 49 points), and runs the tuned schedule of `config.DEFAULT_PRESET` (fewer, larger
-Adam steps, then a per-sample L-BFGS polish). Both modes minimise the same objective and report the
-same `fit_quality`; with the same optimiser schedule they give the same fits to float precision.
+3x3 rotation of 49 points), and runs the schedule of `config.DEFAULT_PRESET` (fewer, larger Adam
+steps, then a per-sample L-BFGS polish with the priors at half weight, and a robust anchor to the
+initialisation throughout the body stage). Both modes report the same `fit_quality`; with the same
+schedule and the anchor off they minimise the same objective and give the same fits to float
+precision. The optimisation loops are sync-free (fixed lengths, per-sample masks and budgets).
 """
 
 from __future__ import annotations
@@ -20,8 +22,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from fitting_workers.smplify.adam import minimize_adam
 from fitting_workers.smplify.config import OptimizerSettings, SmplifyConfig
-from fitting_workers.smplify.lbfgs import minimize_lbfgs
+from fitting_workers.smplify.lbfgs import LbfgsSettings, minimize_lbfgs
 from fitting_workers.smplify.losses import (
     anchor_term,
     body_data_term,
@@ -107,16 +110,33 @@ class SMPLify:
                                self.config.img_res, self.config.sigma)
         return loss.cpu().numpy().astype(np.float32)
 
+    @staticmethod
+    def _effort(effort: ArrayLike | None, batch: int) -> np.ndarray | None:
+        """Validated per-sample effort `(B,)` float64 on the host, or None."""
+        if effort is None:
+            return None
+        effort = np.asarray(effort.detach().cpu() if torch.is_tensor(effort) else effort, dtype=np.float64)
+        if effort.shape != (batch,) or not np.isfinite(effort).all() or (effort < 0).any():
+            raise ValueError(f"SMPLify.fit expects effort (B,) = ({batch},) finite and >= 0, got shape "
+                             f"{effort.shape}")
+        return effort
+
     def _tensor(self, array: ArrayLike) -> torch.Tensor:
         return torch.as_tensor(np.asarray(array) if not torch.is_tensor(array) else array,
                                dtype=torch.float32).to(self.device)
 
     # -- the fit ---------------------------------------------------------------------------------
     def fit(self, keypoints: ArrayLike, init_pose: ArrayLike, init_betas: ArrayLike,
-            init_cam_t: ArrayLike | None = None) -> FitResult:
+            init_cam_t: ArrayLike | None = None, effort: ArrayLike | None = None) -> FitResult:
         """Fit a batch. keypoints `(B, 49, 3)` in crop pixels with confidence, init_pose `(B, 72)`,
         init_betas `(B, 10)`, init_cam_t `(B, 3)` or None (then weighted least squares from the
-        initial joints and the keypoints). Never returns NaN: bad samples come back failed."""
+        initial joints and the keypoints). Never returns NaN: bad samples come back failed.
+
+        effort `(B,)` >= 0 (None = all 1): per-sample multiplier of the body stage's iterations
+        (Adam and polish): a sample with effort 2 takes twice the schedule's steps, one with 0.5
+        half, one with 0 keeps its camera-stage result. The batch runs for the largest budget, so
+        raising one sample's effort costs the whole batch that many evaluations.
+        """
         kp, pose0, betas0 = (self._tensor(a) for a in (keypoints, init_pose, init_betas))
         batch = kp.shape[0]
         if kp.shape != (batch, 49, 3) or pose0.shape != (batch, 72) or betas0.shape != (batch, 10):
@@ -135,12 +155,12 @@ class SMPLify:
         bad |= ~torch.isfinite(pose0).all(dim=1) | ~torch.isfinite(betas0).all(dim=1)
         if cam0 is not None:
             bad |= ~torch.isfinite(cam0).all(dim=1)
-        failure[bad] = NONFINITE_INPUT
+        failure = torch.where(bad, NONFINITE_INPUT, failure)
         # Too few confident keypoints leave the fit unconstrained (and all-zero confidence would
         # score a perfect, unbeatable loss of 0): such a sample is a failed fit, never a fit.
         confident = (torch.nan_to_num(fitting_confidence(kp)) > 0).sum(dim=1)
         few = ~bad & (confident < self.config.min_keypoints)
-        failure[few] = TOO_FEW_KEYPOINTS
+        failure = torch.where(few, TOO_FEW_KEYPOINTS, failure)
         bad |= few
         # Sanitise bad samples so their (zero-weighted) terms stay finite and cannot poison the batch;
         # finite init values are kept, since a failed sample returns its initialisation.
@@ -153,7 +173,7 @@ class SMPLify:
                 conf_kp = torch.cat([kp[..., :2], fitting_confidence(kp)[..., None]], dim=-1)
                 cam0 = estimate_cam_t(joints0, conf_kp, self.config.focal_length, self.config.img_res)
             usable_cam = torch.isfinite(cam0).all(dim=1) & (cam0[:, 2] > 0)
-            failure[~bad & ~usable_cam] = CAMERA_BEHIND
+            failure = torch.where(~bad & ~usable_cam, CAMERA_BEHIND, failure)
             bad |= ~usable_cam
             fallback = kp.new_tensor([0.0, 0.0, 2 * self.config.focal_length / (0.9 * self.config.img_res)])
             cam0 = torch.where(usable_cam[:, None], cam0, fallback.expand(batch, 3))
@@ -161,7 +181,8 @@ class SMPLify:
 
         orient, cam_t = self._camera_stage(kp, pose0, betas0, cam0, weight)
         pose, betas = self._body_stage(kp, torch.cat([orient, pose0[:, 3:]], dim=1), betas0, cam_t, weight,
-                                       init_body_pose=pose0[:, 3:], init_betas=betas0)
+                                       init_body_pose=pose0[:, 3:], init_betas=betas0,
+                                       effort=self._effort(effort, batch))
 
         with torch.no_grad():
             loss = fit_quality(self._joints(pose, betas), cam_t, kp, self.config.focal_length,
@@ -169,7 +190,7 @@ class SMPLify:
         diverged = ~torch.isfinite(loss) | (cam_t[:, 2] <= 0)
         for param in (pose, betas, cam_t):
             diverged |= ~torch.isfinite(param).all(dim=1)
-        failure[~bad & diverged] = DIVERGED
+        failure = torch.where(~bad & diverged, DIVERGED, failure)
         failed = bad | diverged
         pose = torch.where(failed[:, None], pose0, pose)
         betas = torch.where(failed[:, None], betas0, betas)
@@ -213,70 +234,73 @@ class SMPLify:
 
     def _body_stage(self, kp: torch.Tensor, pose_init: torch.Tensor, betas_init: torch.Tensor,
                     cam_t: torch.Tensor, weight: torch.Tensor, init_body_pose: torch.Tensor,
-                    init_betas: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Stage 2: pose `(B, 72)` and betas `(B, 10)` with the camera fixed."""
+                    init_betas: torch.Tensor, effort: np.ndarray | None = None,
+                    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Stage 2: pose `(B, 72)` and betas `(B, 10)` with the camera fixed; effort `(B,)` scales
+        each sample's iteration budget (host array, so the loop lengths need no device read)."""
         confidence = fitting_confidence(kp)
+        settings = self.settings
 
-        def objective(orient: torch.Tensor, body_pose: torch.Tensor, betas: torch.Tensor) -> torch.Tensor:
-            pose = torch.cat([orient, body_pose], dim=1)
-            return self._body_loss(pose, betas, cam_t, kp, confidence, init_body_pose, init_betas) * weight
+        def objective_with(prior_scale: float) -> Callable[..., torch.Tensor]:
+            def objective(orient: torch.Tensor, body_pose: torch.Tensor, betas: torch.Tensor) -> torch.Tensor:
+                pose = torch.cat([orient, body_pose], dim=1)
+                loss = self._body_loss(pose, betas, cam_t, kp, confidence, init_body_pose, init_betas,
+                                       prior_scale)
+                return loss * weight
+            return objective
 
-        params = self._optimize(objective, [pose_init[:, :3], pose_init[:, 3:], betas_init],
-                                self.settings.iters_body)
-        if self.settings.polish_iters > 0:
-            params = self._optimize(objective, params, self.settings.polish_iters, optimizer="lbfgs", lr=1.0)
+        def budget_of(iters: int) -> tuple[int, torch.Tensor | None]:
+            if effort is None:
+                return iters, None
+            steps = np.ceil(effort * iters - 1e-9).astype(np.int64)
+            return int(steps.max(initial=0)), torch.as_tensor(steps, device=kp.device)
+
+        iters, budget = budget_of(settings.iters_body)
+        params = self._optimize(objective_with(1.0), [pose_init[:, :3], pose_init[:, 3:], betas_init], iters,
+                                budget=budget)
+        iters, budget = budget_of(settings.polish_iters)
+        if iters > 0:
+            params = self._optimize(objective_with(settings.polish_prior_scale), params, iters,
+                                    optimizer="lbfgs", lr=1.0, budget=budget)
         orient, body_pose, betas = params
         return torch.cat([orient, body_pose], dim=1), betas
 
     def _body_loss(self, pose: torch.Tensor, betas: torch.Tensor, cam_t: torch.Tensor, kp: torch.Tensor,
                    confidence: torch.Tensor, init_body_pose: torch.Tensor, init_betas: torch.Tensor,
-                   ) -> torch.Tensor:
-        """SPIN's body-stage objective per sample `(B,)` (+ the optional anchor term)."""
-        cfg, w = self.config, self.config.weights
+                   prior_scale: float = 1.0) -> torch.Tensor:
+        """SPIN's body-stage objective per sample `(B,)` (+ the optional anchor term); prior_scale
+        multiplies the three prior terms."""
+        cfg, w, s = self.config, self.config.weights, self.settings
         body_pose = pose[:, 3:]
         joints = self._joints(pose, betas)
         loss = body_data_term(joints, cam_t, kp, confidence, cfg.focal_length, cfg.img_res, cfg.sigma)
-        loss = loss + w.pose_prior**2 * self.prior(body_pose)
-        loss = loss + w.angle_prior**2 * angle_prior(body_pose)
-        loss = loss + w.shape_prior**2 * shape_prior(betas)
-        if cfg.anchor_weight > 0:
-            loss = loss + cfg.anchor_weight * anchor_term(body_pose, betas, init_body_pose, init_betas)
+        prior = w.pose_prior**2 * self.prior(body_pose) + w.angle_prior**2 * angle_prior(body_pose)
+        prior = prior + w.shape_prior**2 * shape_prior(betas)
+        loss = loss + prior_scale * prior
+        if s.anchor_weight > 0:
+            loss = loss + s.anchor_weight * anchor_term(body_pose, betas, init_body_pose, init_betas,
+                                                        s.anchor_sigma)
         return loss
 
-    def body_objective(self, pose: ArrayLike, betas: ArrayLike, cam_t: ArrayLike, keypoints: ArrayLike,
-                       init_pose: ArrayLike | None = None, init_betas: ArrayLike | None = None) -> np.ndarray:
-        """The body-stage objective `(B,)` that stage 2 minimises, at the given parameters (diagnostics).
-
-        init_pose / init_betas only matter with an anchor weight (default: the parameters themselves).
-        """
-        with torch.no_grad():
-            pose_t, betas_t, cam_t_t, kp = (self._tensor(a) for a in (pose, betas, cam_t, keypoints))
-            init_pose_t = pose_t if init_pose is None else self._tensor(init_pose)
-            init_betas_t = betas_t if init_betas is None else self._tensor(init_betas)
-            loss = self._body_loss(pose_t, betas_t, cam_t_t, kp, fitting_confidence(kp), init_pose_t[:, 3:],
-                                   init_betas_t)
-        return loss.cpu().numpy().astype(np.float32)
-
     def _optimize(self, objective: Callable[..., torch.Tensor], init: list[torch.Tensor], iters: int,
-                  optimizer: str | None = None, lr: float | None = None) -> list[torch.Tensor]:
+                  optimizer: str | None = None, lr: float | None = None,
+                  budget: torch.Tensor | None = None) -> list[torch.Tensor]:
         """Minimise the per-sample `objective(*params) (B,)` from `init` (list of (B, k)); returns params.
 
-        optimizer / lr default to the config's schedule.
+        optimizer / lr default to the config's schedule; budget `(B,)` int caps each sample's steps.
         """
         optimizer = optimizer or self.settings.optimizer
         lr = lr or self.settings.lr
+        sizes = tuple(p.shape[1] for p in init)
+
+        def flat_objective(flat: torch.Tensor) -> torch.Tensor:
+            return objective(*_split(flat, sizes))
+
+        x0 = torch.cat(init, dim=1)
         if optimizer == "lbfgs":
-            sizes = tuple(p.shape[1] for p in init)
-            x = minimize_lbfgs(lambda flat: objective(*_split(flat, sizes)), torch.cat(init, dim=1),
-                               max_iter=iters, lr=lr)
-            return list(_split(x, sizes))
-        params = [p.detach().clone().requires_grad_(True) for p in init]
-        adam = torch.optim.Adam(params, lr=lr, betas=(0.9, 0.999))
-        for _ in range(iters):
-            with torch.enable_grad():
-                loss = objective(*params).sum()
-                grads = torch.autograd.grad(loss, params)
-            for param, grad in zip(params, grads, strict=True):
-                param.grad = grad
-            adam.step()
-        return [p.detach() for p in params]
+            settings = LbfgsSettings(rel_tolerance=self.settings.polish_tolerance)
+            x = minimize_lbfgs(flat_objective, x0, max_iter=iters, lr=lr, settings=settings, budget=budget)
+        else:
+            x = minimize_adam(flat_objective, x0, iters=iters, lr=lr, budget=budget,
+                              final_lr_fraction=self.settings.final_lr_fraction)
+        return list(_split(x, sizes))

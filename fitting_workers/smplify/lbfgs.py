@@ -4,6 +4,11 @@ SMPLify's batch loss is a sum of independent per-sample losses, so every sample 
 curvature history, its own backtracking (Armijo) line search and its own convergence flag, while
 each function evaluation still runs the whole batch at once. Unlike torch.optim.LBFGS on the batch
 sum, one hard sample neither shrinks the others' steps nor (with a NaN) poisons their history.
+
+The loop is free of host syncs (for large batches on a GPU): it runs a fixed number of iterations
+and line-search evaluations, finished samples are masked rather than branched on, and every
+iteration writes the same ring slot of the curvature history for the whole batch (samples whose
+pair is rejected store an inert pair with rho = 0).
 """
 
 from __future__ import annotations
@@ -68,17 +73,18 @@ def _two_loop(g: torch.Tensor, s_hist: torch.Tensor, y_hist: torch.Tensor, rho: 
 
 
 def minimize_lbfgs(fn: Objective, x0: torch.Tensor, max_iter: int, lr: float = 1.0,
-                   settings: LbfgsSettings | None = None) -> torch.Tensor:
+                   settings: LbfgsSettings | None = None, budget: torch.Tensor | None = None) -> torch.Tensor:
     """Minimise each sample's loss `fn(x) (B,)` over its own row of x `(B, P)`; returns the final x.
 
     `fn` must compute row b of its output from row b of x only. `lr` scales every step (1 = plain
-    L-BFGS). A sample whose loss is non-finite at x0 is left at x0. Runs at most `max_iter`
-    iterations and stops early once every sample has converged.
+    L-BFGS). A sample whose loss is non-finite at x0 is left at x0. Runs `max_iter` iterations;
+    a sample stops moving once it has converged (or stalled) or after `budget[b]` iterations
+    (budget `(B,)` int, None = max_iter for all).
     """
     cfg = settings or LbfgsSettings()
     x = x0.detach().clone()
     batch, dim = x.shape
-    if batch == 0 or max_iter == 0:
+    if batch == 0 or max_iter <= 0:
         return x
     f, g = _evaluate(fn, x)
     active = torch.isfinite(f)
@@ -89,9 +95,9 @@ def minimize_lbfgs(fn: Objective, x0: torch.Tensor, max_iter: int, lr: float = 1
     gamma = x.new_ones(batch)
     order: list[int] = []
     step_next = x.new_full((batch,), lr)  # a sample's first trial step in the next iteration
-    for _ in range(max_iter):
-        if not bool(active.any()):
-            break
+    for it in range(max_iter):
+        if budget is not None:
+            active = active & (budget > it)
         direction = -_two_loop(g, s_hist, y_hist, rho, gamma, order)
         # Without curvature yet, a steepest-descent step of fixed size; with it, check descent.
         g_inf = g.abs().amax(dim=1).clamp_min(1e-30)
@@ -104,7 +110,7 @@ def minimize_lbfgs(fn: Objective, x0: torch.Tensor, max_iter: int, lr: float = 1
         step = torch.minimum(step_next, cfg.max_step / d_inf)
 
         pending = active & (slope < 0)
-        x_new, f_new, g_new = x.clone(), f.clone(), g.clone()
+        x_new, f_new, g_new = x, f, g
         accepted = torch.zeros_like(active)
         for _ls in range(cfg.line_search_evals):
             trial = torch.where(pending[:, None], x + step[:, None] * direction, x_new)
@@ -113,44 +119,38 @@ def minimize_lbfgs(fn: Objective, x0: torch.Tensor, max_iter: int, lr: float = 1
             x_new = torch.where(ok[:, None], trial, x_new)
             f_new = torch.where(ok, f_trial, f_new)
             g_new = torch.where(ok[:, None], g_trial, g_new)
-            accepted |= ok
+            accepted = accepted | ok
             # Backtrack to the minimum of the quadratic through f(0), f'(0), f(step), within [0.1, 0.5]·step.
             curvature = f_trial - f - slope * step
             quadratic = -slope * step**2 / (2 * curvature.clamp_min(1e-30))
             shrunk = torch.where(torch.isfinite(f_trial) & (curvature > 0), quadratic, 0.1 * step)
             step = torch.where(pending & ~ok, shrunk.clamp(0.1 * step, 0.5 * step), step)
-            pending &= ~ok
-            if not bool(pending.any()):
-                break
+            pending = pending & ~ok
 
         step_next = torch.where(accepted, torch.full_like(step, lr), step)
         # A step shrunk to nothing means no progress along this direction: from a steepest-descent
         # direction the sample is done; a quasi-Newton direction means bad curvature, so restart.
         stalled = pending & (step * d_inf < cfg.min_step)
-        active &= ~(stalled & use_steepest)
+        active = active & ~(stalled & use_steepest)
         reset = stalled & ~use_steepest
         step_next = torch.where(reset, torch.full_like(step, lr), step_next)
         decrease = f - f_new
         converged = accepted & (decrease <= cfg.rel_tolerance * f_new.abs() + 1e-6)
-        active &= ~converged
+        active = active & ~converged
 
         s = x_new - x
         y = g_new - g
         sy = (s * y).sum(dim=1)
         yy = (y * y).sum(dim=1)
         keep = accepted & (sy > 1e-10 * yy.sqrt() * s.norm(dim=1)) & (yy > 0)
-        if bool(keep.any()):
-            slot = len(order) if len(order) < cfg.history else order.pop(0)
-            order.append(slot)
-            s_hist[:, slot] = torch.where(keep[:, None], s, torch.zeros_like(s))
-            y_hist[:, slot] = torch.where(keep[:, None], y, torch.zeros_like(y))
-            rho[:, slot] = torch.where(keep, 1.0 / sy.clamp_min(1e-30), torch.zeros_like(sy))
-            gamma = torch.where(keep, sy / yy.clamp_min(1e-30), gamma)
-            has_curvature |= keep
-        if bool(reset.any()):
-            s_hist[reset] = 0.0
-            y_hist[reset] = 0.0
-            rho[reset] = 0.0
-            has_curvature &= ~reset
+        slot = len(order) if len(order) < cfg.history else order.pop(0)
+        order.append(slot)
+        s_hist[:, slot] = torch.where(keep[:, None], s, torch.zeros_like(s))
+        y_hist[:, slot] = torch.where(keep[:, None], y, torch.zeros_like(y))
+        rho[:, slot] = torch.where(keep, 1.0 / sy.clamp_min(1e-30), torch.zeros_like(sy))
+        gamma = torch.where(keep, sy / yy.clamp_min(1e-30), gamma)
+        has_curvature = (has_curvature | keep) & ~reset
+        # A restart forgets the sample's history (rho = 0 makes its pairs inert).
+        rho = torch.where(reset[:, None], torch.zeros_like(rho), rho)
         x, f, g = x_new, f_new, g_new
     return x

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import torch
 
+from spin.camera import CROP_RES, FOCAL_LENGTH
 from spin.geometry import perspective_projection
 from spin.joints import GT_IGNORED, OPENPOSE_IGNORED, TORSO_GT, TORSO_OPENPOSE
 
@@ -49,7 +50,8 @@ def reprojection_per_joint(projected: torch.Tensor, keypoints: torch.Tensor, con
 
 
 def fit_quality(joints: torch.Tensor, cam_t: torch.Tensor, keypoints: torch.Tensor,
-                focal_length: float = 5000.0, img_res: int = 224, sigma: float = 100.0) -> torch.Tensor:
+                focal_length: float = FOCAL_LENGTH, img_res: int = CROP_RES,
+                sigma: float = 100.0) -> torch.Tensor:
     """THE stored loss of a fit `(B,)` (DESIGN "Fit quality"; SPIN's threshold 100 applies to it).
 
     Per joint conf² · Σ_xy GMoF(proj − kp, σ=100), averaged over all 49 joints, with SPIN's ignored
@@ -88,6 +90,13 @@ def body_data_term(joints: torch.Tensor, cam_t: torch.Tensor, keypoints: torch.T
 
 
 def anchor_term(body_pose: torch.Tensor, betas: torch.Tensor, init_body_pose: torch.Tensor,
-                init_betas: torch.Tensor) -> torch.Tensor:
-    """"Boosting SMPLify" anchor (Pavlakos et al. 2018) per sample `(B,)`: ‖θ − θ_init‖² + ‖β − β_init‖²."""
-    return ((body_pose - init_body_pose) ** 2).sum(dim=-1) + ((betas - init_betas) ** 2).sum(dim=-1)
+                init_betas: torch.Tensor, sigma: float = 0.0) -> torch.Tensor:
+    """Anchor to the network's initialisation (Pavlakos et al. 2018) per sample `(B,)`.
+
+    Σ ρ(θ − θ_init) + Σ ρ(β − β_init) over body_pose `(B, 69)` and betas `(B, 10)`, with ρ the
+    Geman–McClure penalty `gmof(·, sigma)` (a deviation well beyond sigma costs at most sigma², so the
+    keypoints can still overrule a wrong prediction), or ρ(x) = x² when sigma is 0.
+    """
+    deviation = torch.cat([body_pose - init_body_pose, betas - init_betas], dim=-1)
+    penalty = gmof(deviation, sigma) if sigma > 0 else deviation**2
+    return penalty.sum(dim=-1)

@@ -14,7 +14,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from spin.body.pose_sampler import sample_body_pose
+from fitting_workers.smplify.fit import PELVIS
+from spin.body.pose_sampler import JOINT_LIMITS, sample_body_pose
+from spin.camera import CROP_RES, FOCAL_LENGTH
 from spin.geometry import axis_angle_to_matrix, matrix_to_axis_angle
 
 
@@ -53,17 +55,24 @@ def facing_orientation(yaw: np.ndarray, tilt: np.ndarray) -> np.ndarray:
 def make_problems(body: torch.nn.Module, n: int, seed: int = 0, pose_scale: float = 1.0,
                   keypoint_noise_px: float = 1.0, missing_fraction: float = 0.1, pose_noise: float = 0.15,
                   orient_noise: float = 0.1, betas_noise: float = 0.5, depth_noise: float = 0.05,
-                  focal_length: float = 5000.0, img_res: int = 224) -> SyntheticProblems:
+                  max_yaw: float = np.pi / 3, far_side_drop: float = 0.0,
+                  focal_length: float = FOCAL_LENGTH, img_res: int = CROP_RES) -> SyntheticProblems:
     """n synthetic people from `body` (a BodyModel) and their perturbed initialisations.
 
-    pose_scale shrinks the sampled body poses toward the rest pose (easy poses); missing_fraction of
-    the keypoints get confidence 0 (and coordinates 0, as SPIN's files store missing joints); the
-    init adds N(0, pose_noise) rad per body-pose number, N(0, orient_noise) rad to the global
-    orientation, N(0, betas_noise) to betas, scales depth by 1 + N(0, depth_noise) and shifts x/y.
+    pose_scale scales the sampled body poses about the rest pose: < 1 gives easy poses, > 1 more
+    extreme ones (then clipped to the sampler's joint limits). Yaw is uniform in ±max_yaw rad (wider:
+    more side and back views). missing_fraction of the keypoints get confidence 0 (and coordinates 0,
+    as SPIN's files store missing joints); far_side_drop adds self-occlusion: each joint more than
+    5 cm farther from the camera than the pelvis is also dropped with this probability. The init adds
+    N(0, pose_noise) rad per body-pose number, N(0, orient_noise) rad to the global orientation,
+    N(0, betas_noise) to betas, scales depth by 1 + N(0, depth_noise) and shifts x/y.
     """
     rng = np.random.default_rng(seed)
     body_pose = pose_scale * sample_body_pose(n, rng)
-    orient = facing_orientation(rng.uniform(-np.pi / 3, np.pi / 3, n), rng.normal(0.0, 0.1, n))
+    if pose_scale > 1:
+        limits = JOINT_LIMITS[1:].reshape(69, 2)
+        body_pose = np.clip(body_pose, limits[:, 0], limits[:, 1]).astype(np.float32)
+    orient = facing_orientation(rng.uniform(-max_yaw, max_yaw, n), rng.normal(0.0, 0.1, n))
     gt_pose = np.concatenate([orient, body_pose], axis=1).astype(np.float32)
     gt_betas = np.clip(rng.normal(0.0, 1.0, (n, 10)), -2.5, 2.5).astype(np.float32)
     box_fill = rng.uniform(0.75, 1.0, n)  # person height as a fraction of the crop, like SPIN's scale
@@ -78,6 +87,9 @@ def make_problems(body: torch.nn.Module, n: int, seed: int = 0, pose_scale: floa
     pixels = focal_length * joints[..., :2] / joints[..., 2:3] + img_res / 2.0
     pixels += rng.normal(0.0, keypoint_noise_px, pixels.shape)
     confidence = (rng.uniform(size=pixels.shape[:2]) >= missing_fraction).astype(np.float64)
+    if far_side_drop > 0:
+        behind = joints[..., 2] > joints[:, PELVIS, 2:3] + 0.05
+        confidence *= ~(behind & (rng.uniform(size=behind.shape) < far_side_drop))
     keypoints = np.concatenate([pixels * confidence[..., None], confidence[..., None]], -1).astype(np.float32)
 
     init_pose = gt_pose.copy()
@@ -104,7 +116,7 @@ def save_problems(problems: SyntheticProblems, folder: Path) -> tuple[Path, Path
     n = len(problems)
     data, init = Path(folder) / "data.npz", Path(folder) / "init.npz"
     save_spin_npz(data, imgname=np.array([f"{i:04d}.jpg" for i in range(n)]),
-                  center=np.full((n, 2), 112.0), scale=np.full(n, 224 / 200.0),
+                  center=np.full((n, 2), CROP_RES / 2.0), scale=np.full(n, CROP_RES / 200.0),
                   openpose=problems.keypoints[:, :25], part=problems.keypoints[:, 25:])
     np.savez(init, pose=problems.init_pose, betas=problems.init_betas, cam_t=problems.init_cam_t)
     return data, init

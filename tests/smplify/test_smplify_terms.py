@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from fitting_workers.smplify.config import DEFAULT_PRESET, REFERENCE_PRESET, SmplifyConfig
-from fitting_workers.smplify.losses import IGNORED_JOINTS, camera_loss, fit_quality, gmof
+from fitting_workers.smplify.losses import IGNORED_JOINTS, anchor_term, camera_loss, fit_quality, gmof
 from fitting_workers.smplify.priors import MaxMixturePrior, angle_prior, load_gmm, shape_prior
 from spin.errors import UserError
 from spin.joints import JOINT_INDEX, TORSO_GT, TORSO_OPENPOSE
@@ -144,3 +144,23 @@ def test_fit_quality_is_bounded_and_scales_with_confidence_squared(seed, conf_sc
     scaled = keypoints.clone()
     scaled[..., 2] *= conf_scale
     torch.testing.assert_close(fit_quality(joints, cam_t, scaled), conf_scale**2 * loss, rtol=1e-4, atol=1e-3)
+
+
+def test_robust_anchor_is_quadratic_near_the_init_and_bounded_far_away():
+    init_pose, init_betas = torch.zeros(3, 69), torch.zeros(3, 10)
+    pose = torch.zeros(3, 69)
+    pose[1, 0] = 0.01
+    pose[2, 0] = 100.0
+    got = anchor_term(pose, init_betas, init_pose, init_betas, sigma=0.3)
+    np.testing.assert_allclose(got[:2].numpy(), [0.0, 1e-4], rtol=2e-3, atol=1e-9)
+    assert 0.3**2 * 0.99 < got[2] <= 0.3**2  # one far-off number costs at most sigma²
+    squared = anchor_term(pose, init_betas, init_pose, init_betas)
+    np.testing.assert_allclose(squared[2].item(), 1e4, rtol=1e-6)
+
+
+def test_reference_mode_has_no_anchor_and_no_polish():
+    settings = SmplifyConfig(mode="reference").resolved()
+    assert settings.anchor_weight == 0 and settings.polish_iters == 0 and settings.polish_prior_scale == 1
+    assert settings.final_lr_fraction == 1
+    with pytest.raises(ValueError, match="anchor_weight"):
+        SmplifyConfig(anchor_weight=-1.0).resolved()
