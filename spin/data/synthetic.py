@@ -311,11 +311,11 @@ def hidden_truth(npz_path: str | Path) -> tuple[np.ndarray, np.ndarray]:
     try:
         meta = json.loads(meta_path.read_text())
     except (OSError, ValueError):
-        raise UserError(f"{npz_path} has no {path.name} and no readable {META_NAME} beside it; "
-                        "its hidden ground truth is unknown (regenerate it with `spin data synth`).") from None
+        raise UserError(f"{npz_path} has no {path.name} and no readable {META_NAME} beside it; its "
+                        "hidden ground truth is unknown (regenerate it with `spin data synth`).") from None
     if split not in SPLITS or meta.get("version") != META_VERSION:
-        raise UserError(f"{npz_path}: cannot re-draw the hidden ground truth of split '{split}' "
-                        f"(meta version {meta.get('version')}, expected {META_VERSION}); regenerate the data.")
+        raise UserError(f"{npz_path}: cannot re-draw the hidden ground truth of split '{split}' (meta "
+                        f"version {meta.get('version')}, expected {META_VERSION}); regenerate the data.")
     fields = {k: v for k, v in meta["config"].items() if k != "style"}
     fields = {k: tuple(v) if isinstance(v, list) else v for k, v in fields.items()}
     config = SynthConfig(**fields, style=RenderStyle(**{k: tuple(v) if isinstance(v, list) else v

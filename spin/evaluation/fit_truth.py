@@ -82,7 +82,8 @@ def fit_truth_error(store, dataset: str, gt_pose: np.ndarray, gt_betas: np.ndarr
         result.valid = int((present & (loss < threshold)).sum())
     if not present.any():
         return result
-    pred = lsp14_joints(body, np.asarray(fits["pose"])[present], np.asarray(fits["betas"])[present], batch_size)
+    pose, betas = np.asarray(fits["pose"])[present], np.asarray(fits["betas"])[present]
+    pred = lsp14_joints(body, pose, betas, batch_size)
     truth = lsp14_joints(body, gt_pose[rows[present]], gt_betas[rows[present]], batch_size)
     err, pa_err = mpjpe(pred, truth), pa_mpjpe(pred, truth)
     result.mpjpe, result.pa_mpjpe = float(err.mean()), float(pa_err.mean())
