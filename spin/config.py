@@ -39,6 +39,9 @@ class SyntheticDataConfig:
     image_size: int = 224  # rendered image side in pixels (crops are resampled to model.img_res)
     gt_fraction: float = 0.1  # train samples that keep ground-truth SMPL; the rest learn from fits
     seed: int = 0
+    # 3D joints (`S`) for every train row (SPIN's layout of a 3D dataset), or only for the
+    # gt_fraction rows: then the others have no 3D supervision at all and must learn it from fits.
+    joints3d_for_all: bool = False
 
 
 @dataclass

@@ -35,6 +35,7 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
+from spin.camera import CROP_RES
 from spin.data.augment import (
     AugmentConfig,
     AugmentParams,
@@ -49,7 +50,7 @@ from spin.data.h5pack import ImagePack, is_image_pack
 from spin.data.spin_format import SpinAnnotations, load_spin_npz
 from spin.errors import UserError
 
-SMPLIFY_RES = 224  # keypoints_crop are in SPIN's 224-px crop, where SMPLify's focal length is 5000
+SMPLIFY_RES = CROP_RES  # keypoints_crop are in SPIN's crop camera, where SMPLify fits
 IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32)
 IMAGENET_STD = np.array([0.229, 0.224, 0.225], dtype=np.float32)
 
@@ -64,7 +65,7 @@ class SpinImageDataset(Dataset):
     """
 
     def __init__(self, annotations: str | Path | SpinAnnotations, images: str | Path | None = None,
-                 name: str | None = None, img_res: int = 224, augment: AugmentConfig | None = None):
+                 name: str | None = None, img_res: int = CROP_RES, augment: AugmentConfig | None = None):
         self.annotations = (annotations if isinstance(annotations, SpinAnnotations)
                             else load_spin_npz(annotations, img_res=SMPLIFY_RES))
         self.name = name or self.annotations.path.stem

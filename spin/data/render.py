@@ -1,8 +1,11 @@
 """Colour-coded body-part renders: a vectorised numpy z-buffer rasteriser for small images.
 
 Every vertex belongs to the body part whose skinning weight is largest; every part has its own
-colour, with left and right limbs in different colours (warm left, cool right) so that a mirrored
-image is distinguishable from the original — the regressor can learn flips. Faces are flat-shaded
+colour, with left and right limbs in different colours (warm left, cool right): the colours tell
+the body's left from its right, and so its front from its back, which the silhouette alone cannot.
+That cue holds only without flip augmentation: a mirrored image shows the left limbs' warm colours on
+limbs its (mirrored) label calls right, so flipping teaches the network that colour means nothing
+(the synthetic configs set `data.augment.flip_prob: 0`). Faces are flat-shaded
 by their normal against a fixed light so the limbs read as 3D. Pixels are sampled at their centres
 (pixel i covers the continuous range [i, i+1)), the convention of the keypoints and of the crops.
 """

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from spin.camera import CROP_RES
 from spin.data.crop import to_crop
 from spin.errors import UserError
 
@@ -94,7 +95,7 @@ def _read_npz(path: Path) -> dict[str, np.ndarray]:
     return data
 
 
-def load_spin_npz(path: str | Path, img_res: int = 224) -> SpinAnnotations:
+def load_spin_npz(path: str | Path, img_res: int = CROP_RES) -> SpinAnnotations:
     """Read a SPIN dataset `.npz` into `SpinAnnotations` with keypoints in the img_res-pixel crop.
 
     Keypoints are mapped with the exact float crop transform T·p; SPIN's own loader uses

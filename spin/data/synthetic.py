@@ -10,8 +10,10 @@ as detector boxes are.
 
 Files: `<out>/synthetic_train.npz`, `<out>/synthetic_test.npz` (SPIN's keys: imgname, center,
 scale, part, openpose, pose, shape, has_smpl, S), images `<out>/images/<split>/<i>.png` (imgname
-is relative to `<out>`), and `<out>/synthetic_meta.json` with the generation parameters.
-Everything is a deterministic function of the seed and the parameters.
+is relative to `<out>`), `<out>/synthetic_<split>_truth.npz` with every row's true `pose` and
+`shape` (also of the rows whose ground truth the split hides: `hidden_truth` reads it, to score
+fits against it; training never does), and `<out>/synthetic_meta.json` with the generation
+parameters. Everything is a deterministic function of the seed and the parameters.
 """
 
 from __future__ import annotations
@@ -26,14 +28,13 @@ import torch
 from PIL import Image
 
 from spin.body.pose_sampler import sample_body_pose
+from spin.camera import CROP_RES, FOCAL_LENGTH
 from spin.data.render import RenderStyle, face_parts, render_parts, vertex_parts
 from spin.data.spin_format import save_spin_npz
 from spin.errors import UserError
 from spin.geometry import matrix_to_axis_angle
 from spin.joints import NUM_OPENPOSE
 
-FOCAL_LENGTH = 5000.0  # SMPLify's focal length in the 224-px crop
-CROP_RES = 224
 META_NAME = "synthetic_meta.json"
 META_VERSION = 1
 SPLITS = ("train", "test")
@@ -277,6 +278,7 @@ def _synthesize_split(out_dir: Path, split: str, n: int, body: Any, faces: np.nd
             _save_image(image, out_dir / imgname[i], ext)
             advance()
 
+    np.savez(truth_path(out_dir / f"synthetic_{split}.npz"), pose=samples.pose, shape=samples.betas)
     path = out_dir / f"synthetic_{split}.npz"
     save_spin_npz(
         path, imgname=imgname, center=np.tile(center, (n, 1)), scale=np.full(n, image_size / 200.0),
@@ -285,6 +287,42 @@ def _synthesize_split(out_dir: Path, split: str, n: int, body: Any, faces: np.nd
         S=joints3d if config.joints3d_for_all else joints3d * has_smpl[:, None, None],
     )
     return path
+
+
+def truth_path(npz_path: str | Path) -> Path:
+    """The hidden-truth file beside a synthetic split's annotations: `<stem>_truth.npz`."""
+    npz_path = Path(npz_path)
+    return npz_path.with_name(f"{npz_path.stem}_truth.npz")
+
+
+def hidden_truth(npz_path: str | Path) -> tuple[np.ndarray, np.ndarray]:
+    """Every row's true (pose (N,72), betas (N,10)) of a synthetic split, hidden rows included.
+
+    Reads `truth_path(npz_path)`; a dataset generated before that file existed is re-drawn from its
+    `synthetic_meta.json` (the draw is a deterministic function of the seed and the parameters).
+    """
+    npz_path = Path(npz_path)
+    path = truth_path(npz_path)
+    if path.is_file():
+        with np.load(path) as data:
+            return data["pose"].astype(np.float32), data["shape"].astype(np.float32)
+    split = npz_path.stem.removeprefix("synthetic_")
+    meta_path = npz_path.parent / META_NAME
+    try:
+        meta = json.loads(meta_path.read_text())
+    except (OSError, ValueError):
+        raise UserError(f"{npz_path} has no {path.name} and no readable {META_NAME} beside it; its "
+                        "hidden ground truth is unknown (regenerate it with `spin data synth`).") from None
+    if split not in SPLITS or meta.get("version") != META_VERSION:
+        raise UserError(f"{npz_path}: cannot re-draw the hidden ground truth of split '{split}' (meta "
+                        f"version {meta.get('version')}, expected {META_VERSION}); regenerate the data.")
+    fields = {k: v for k, v in meta["config"].items() if k != "style"}
+    fields = {k: tuple(v) if isinstance(v, list) else v for k, v in fields.items()}
+    config = SynthConfig(**fields, style=RenderStyle(**{k: tuple(v) if isinstance(v, list) else v
+                                                         for k, v in meta["config"]["style"].items()}))
+    seed = np.random.SeedSequence(meta["seed"]).spawn(len(SPLITS))[SPLITS.index(split)]
+    samples = sample_split(int(meta[f"n_{split}"]), np.random.default_rng(seed.spawn(3)[0]), config)
+    return samples.pose, samples.betas
 
 
 def _save_image(image: np.ndarray, path: Path, ext: str) -> None:

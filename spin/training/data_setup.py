@@ -36,7 +36,7 @@ class TrainData:
 def synthetic_files(config: SyntheticDataConfig, body: BodyModel, body_files: BodyFiles) -> dict[str, Path]:
     """The synthetic dataset of `config` for this body model: generated on first use into
     `cache_dir()/synthetic_data/<digest>/` (temp folder + rename, safe when runs race)."""
-    from spin.data.synthetic import synthesize_dataset
+    from spin.data.synthetic import SynthConfig, synthesize_dataset
 
     identity = {**asdict(config), "body_model": str(Path(body_files.model).resolve())}
     digest = hashlib.sha1(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:12]
@@ -49,7 +49,8 @@ def synthetic_files(config: SyntheticDataConfig, body: BodyModel, body_files: Bo
         try:
             paths = synthesize_dataset(tmp, body, n_train=config.n_train, n_test=config.n_test,
                                        image_size=config.image_size, seed=config.seed,
-                                       gt_fraction=config.gt_fraction)
+                                       gt_fraction=config.gt_fraction,
+                                       config=SynthConfig(joints3d_for_all=config.joints3d_for_all))
             (tmp / "manifest.json").write_text(json.dumps(
                 {"identity": identity, "train": str(Path(paths["train"]).relative_to(tmp)),
                  "test": str(Path(paths["test"]).relative_to(tmp))}))

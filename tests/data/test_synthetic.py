@@ -115,3 +115,29 @@ def test_reuse_returns_an_identical_earlier_generation(body, tmp_path):
     other = synthesize_dataset(tmp_path, body, n_train=2, n_test=1, image_size=64, seed=1, progress=False,
                                reuse=True)
     assert other["train"].stat().st_mtime_ns != stamp
+
+
+def test_hidden_truth_holds_every_rows_parameters_and_redraws_without_its_file(body, noise_free_data):
+    from spin.data.synthetic import hidden_truth, truth_path
+
+    _, paths = noise_free_data
+    train = load_spin_npz(paths["train"])
+    pose, betas = hidden_truth(paths["train"])
+    kept = train.has_smpl.astype(bool)
+    np.testing.assert_array_equal(pose[kept], train.pose[kept])
+    np.testing.assert_array_equal(betas[kept], train.betas[kept])
+    assert np.all(np.abs(pose[~kept]).sum(1) > 0)  # the hidden rows' truth is there too
+    # S (all rows) is the true body moved rigidly: the hidden rows' truth reproduces it up to a shift
+    joints = model_joints(body, pose, betas)[:, NUM_OPENPOSE:]
+    diff = train.S[..., :3].astype(np.float64) - joints
+    assert diff.std(1).max() < 1e-4
+    # a dataset made before the truth file existed: re-drawn from its meta, identically
+    file = truth_path(paths["train"])
+    saved = file.read_bytes()
+    file.unlink()
+    try:
+        redrawn_pose, redrawn_betas = hidden_truth(paths["train"])
+    finally:
+        file.write_bytes(saved)
+    np.testing.assert_array_equal(redrawn_pose, pose)
+    np.testing.assert_array_equal(redrawn_betas, betas)
