@@ -29,7 +29,7 @@ ArrayLike = np.ndarray | torch.Tensor
 
 
 def _tensor(x: ArrayLike, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
-    return torch.as_tensor(np.asarray(x) if not torch.is_tensor(x) else x).to(device=device, dtype=dtype)
+    return torch.as_tensor(np.array(x) if not torch.is_tensor(x) else x).to(device=device, dtype=dtype)
 
 
 @torch.no_grad()
@@ -80,3 +80,23 @@ def score_fits(body: torch.nn.Module, pose: ArrayLike, betas: ArrayLike, keypoin
     loss = torch.where(bad, torch.full_like(loss, FAILED_LOSS), loss)
     return (loss.cpu().numpy().astype(np.float32), cam_t.cpu().numpy().astype(np.float32),
             failure.cpu().numpy().astype(np.int8))
+
+
+def score_in_batches(body: torch.nn.Module, pose: np.ndarray, betas: np.ndarray, keypoints: np.ndarray,
+                     config: SmplifyConfig | None = None, batch_size: int = 1024,
+                     on_progress=None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """`score_fits` over N rows in batches of `batch_size`: (loss (N,), cam_t (N, 3), failure (N,)).
+
+    pose (N, 72), betas (N, 10), keypoints (N, 49, 3) may be memory-mapped; `on_progress(done, total)`
+    is called after every batch."""
+    count = len(pose)
+    loss = np.empty(count, np.float32)
+    cam_t = np.empty((count, 3), np.float32)
+    failure = np.empty(count, np.int8)
+    for start in range(0, count, batch_size):
+        part = slice(start, min(count, start + batch_size))
+        loss[part], cam_t[part], failure[part] = score_fits(
+            body, np.asarray(pose[part]), np.asarray(betas[part]), np.asarray(keypoints[part]), config)
+        if on_progress is not None:
+            on_progress(part.stop, count)
+    return loss, cam_t, failure

@@ -71,8 +71,13 @@ class FitResult:
 
     def failure_counts(self) -> dict[str, int]:
         """Failed samples by reason name (reasons with no sample left out)."""
-        counts = np.bincount(self.failure.astype(np.int64), minlength=len(FAILURE_REASONS))
-        return {name: int(n) for name, n in zip(FAILURE_REASONS[1:], counts[1:], strict=True) if n}
+        return failure_counts(self.failure)
+
+
+def failure_counts(failure: np.ndarray) -> dict[str, int]:
+    """Failure codes `(B,)` (indices into FAILURE_REASONS) counted by reason name, zero counts left out."""
+    counts = np.bincount(np.asarray(failure, np.int64), minlength=len(FAILURE_REASONS))
+    return {name: int(n) for name, n in zip(FAILURE_REASONS[1:], counts[1:], strict=True) if n}
 
 
 def _finite_or_zero(x: torch.Tensor) -> torch.Tensor:

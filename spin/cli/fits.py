@@ -19,6 +19,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from spin.cli.options import BodyModelOption, JointRegressorExtraOption
 from spin.errors import UserError
 
 fits_app = typer.Typer(
@@ -176,11 +177,20 @@ def import_command(
     round: Annotated[
         int, typer.Option("--round", min=0, help="Round number to record the imported fits under.")
     ] = 0,
+    data: Annotated[
+        Optional[Path],
+        typer.Option("--data", help="The fits' SPIN-format dataset .npz: score each fit on its keypoints."),
+    ] = None,
+    body_model: BodyModelOption = None,
+    joint_regressor_extra: JointRegressorExtraOption = None,
 ) -> None:
     """Import fits; a record is written only where the store has none or a worse one.
 
     The file is checked whole (shapes, NaN/Inf, losses finite and >= 0, dataset size) before
-    anything is written; the store is created only then.
+    anything is written; the store is created only then. With `--data` every fit is scored as SPIN
+    scores its static fits (camera estimated from the fit's joints and the keypoints, the stored
+    reprojection loss), so it supervises from the first step; fits that cannot be scored (too few
+    confident keypoints, …) are not written and are counted by reason.
     """
     from store import FitsStore, schema
 
@@ -193,7 +203,15 @@ def import_command(
         raise UserError(f"--loss applies to .npy static fits only; {file} carries its own losses")
     if suffix in (".npy", ".npz") and not dataset:
         raise UserError(f"importing {file} needs --dataset NAME, the dataset its rows belong to")
+    if data is not None and (suffix not in (".npy", ".npz") or loss is not None):
+        raise UserError("--data scores .npy static fits or .npz final fits; it cannot be combined with "
+                        f"--loss or used for {file.suffix} files")
     write = _prepare_import(file, suffix, dataset, loss, round)  # checks the file; no store yet
+    if data is not None:
+        from spin.cli.fits_scoring import scored_import
+
+        write = scored_import(file, suffix, dataset, round, data, body_model, joint_regressor_extra,
+                              _console)
     with FitsStore(store) as fits, _progress(f"importing {file.name}") as on_progress:
         summaries = write(fits, on_progress)
     for summary in summaries:
@@ -203,7 +221,7 @@ def import_command(
         if summary.exact_rows:
             line += f", {summary.exact_rows} float64 rows kept exactly"
         _console.print(line)
-    if suffix == ".npy" and loss is None:
+    if suffix == ".npy" and loss is None and data is None:
         _console.print(
             f"[yellow]no --loss given:[/] the rows are stored unscored (loss {schema.UNSCORED_LOSS:g}); any "
             "scored fit replaces them, and rewriting a row with its real loss rescores it"

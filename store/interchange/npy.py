@@ -50,11 +50,17 @@ def _first_nonfinite(rows: np.ndarray, path: Path) -> None:
 
 @dataclass
 class StaticRows:
-    """A checked static-fits file: rows (N, 82) float32/float64 (memory-mapped), losses (N,)."""
+    """A checked static-fits file: rows (N, 82) float32/float64 (memory-mapped), losses (N,).
+
+    Scored rows (`spin fits import --data`) also carry cam_t (N, 3) and keep (N,) bool: rows whose
+    scoring failed are not written.
+    """
 
     path: Path
     rows: np.ndarray
     losses: np.ndarray
+    cam_t: np.ndarray | None = None
+    keep: np.ndarray | None = None
 
 
 def read_spin_npy(path: str | Path, loss: str | Path | np.ndarray | None = None) -> StaticRows:
@@ -84,16 +90,22 @@ def write_static(
     """Write checked static rows; a size mismatch with the stored dataset fails before any write."""
     rows, losses, count = static.rows, static.losses, len(static.rows)
     store.declare_dataset(dataset, size=count, dtype=str(rows.dtype))
-    summary = ImportSummary(dataset=dataset, rows=count, accepted=0)
+    keep = np.ones(count, bool) if static.keep is None else np.asarray(static.keep, bool)
+    cam_t = np.zeros((count, schema.NUM_CAM), np.float32) if static.cam_t is None else static.cam_t
+    summary = ImportSummary(dataset=dataset, rows=count, accepted=0, skipped=int((~keep).sum()))
     for start in range(0, count, BATCH):
-        block = np.asarray(rows[start : start + BATCH])
-        indices = np.arange(start, start + len(block))
+        indices = np.arange(start, min(count, start + BATCH))
+        indices = indices[keep[indices]]
+        block = np.asarray(rows[indices])
+        if not len(indices):
+            report(on_progress, min(count, start + BATCH), count)
+            continue
         try:
             accepted = store.put_if_better(
                 keys_of(dataset, indices),
                 block[:, : schema.NUM_POSE],
                 block[:, schema.NUM_POSE :],
-                np.zeros((len(block), schema.NUM_CAM), np.float32),
+                cam_t[indices],
                 losses[indices],
                 round=round,
                 source="static",
@@ -107,7 +119,7 @@ def write_static(
                     summary.exact_rows += int(inexact.sum())
         except DiskFullError as error:
             raise stopped_import(error, static.path, dataset, start, count) from None
-        report(on_progress, start + len(block), count)
+        report(on_progress, min(count, start + BATCH), count)
     return summary
 
 
