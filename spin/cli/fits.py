@@ -134,6 +134,17 @@ def show_command(
     key: Annotated[str, typer.Argument(help="The sample key, `<dataset>/<index>`.")],
     store: StoreOption,
     as_json: JsonOption = False,
+    png: Annotated[
+        Optional[Path], typer.Option("--png", help="Also draw the fitted mesh over the crop into this PNG.")
+    ] = None,
+    data: Annotated[
+        Optional[Path], typer.Option("--data", help="(--png) the sample's dataset .npz (image, keypoints).")
+    ] = None,
+    images: Annotated[
+        Optional[Path], typer.Option("--images", help="(--png) image folder or pack (default: by --data).")
+    ] = None,
+    body_model: BodyModelOption = None,
+    joint_regressor_extra: JointRegressorExtraOption = None,
 ) -> None:
     """Print one stored fit: loss, source, round, step, time, camera, betas and the 24 joint rotations."""
     with _open(store) as fits:
@@ -141,6 +152,14 @@ def show_command(
     if not record["present"][0]:
         raise UserError(f"fits store {store} has no fit for {key!r}; check the key (`<dataset>/<index>`)")
     fields = {name: values[0] for name, values in record.items() if name != "present"}
+    if png is not None:
+        from spin.atomic_io import check_new_output
+        from spin.cli.fits_picture import fit_picture
+        from spin.training.overlays import save_png
+
+        save_png(fit_picture(fields, key, data, images, body_model, joint_regressor_extra),
+                 check_new_output(png, force=True, what="Picture"))
+        _console.print(f"picture of {key} written to {png}")
     if as_json:
         typer.echo(json.dumps({name: np.asarray(value).tolist() for name, value in fields.items()}))
         return

@@ -50,3 +50,24 @@ def test_scored_import_needs_the_matching_dataset(body, tmp_path):
     assert result.exit_code != 0
     assert "has 3 samples but the fits file has 4 rows" in str(result.exception)
     assert not (tmp_path / "s").exists()
+
+
+def test_show_png_draws_the_fitted_mesh_over_the_crop(body, tmp_path):
+    from PIL import Image
+
+    problems = make_problems(body, 2, seed=23, missing_fraction=0.0)
+    data, _ = save_problems(problems, tmp_path)
+    for i in range(2):  # the sample's image: the 224 crop itself (box = crop), a plain dark picture
+        Image.fromarray(np.full((224, 224, 3), 30, np.uint8)).save(tmp_path / f"{i:04d}.jpg")
+    with FitsStore(tmp_path / "s") as fits:
+        fits.put_if_better(["d/1"], problems.gt_pose[1:], problems.gt_betas[1:], problems.gt_cam_t[1:], [1.0])
+    out = tmp_path / "fit.png"
+    result = CliRunner().invoke(_app(), ["fits", "show", "d/1", "--store", str(tmp_path / "s"), "--png", str(out),
+                                         "--data", str(data)])
+    assert result.exit_code == 0, result.output
+    picture = np.asarray(Image.open(out))
+    assert picture.shape == (224, 224, 3)
+    drawn = np.abs(picture.astype(int) - 30).sum(axis=2) > 30
+    # the true fit covers the person: the drawn pixels surround the keypoints' centre
+    centre = problems.keypoints[1, problems.keypoints[1, :, 2] > 0, :2].mean(axis=0).round().astype(int)
+    assert 0.02 < drawn.mean() < 0.9 and drawn[centre[1], centre[0]]
