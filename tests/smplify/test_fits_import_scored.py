@@ -62,8 +62,8 @@ def test_show_png_draws_the_fitted_mesh_over_the_crop(body, tmp_path):
     with FitsStore(tmp_path / "s") as fits:
         fits.put_if_better(["d/1"], problems.gt_pose[1:], problems.gt_betas[1:], problems.gt_cam_t[1:], [1.0])
     out = tmp_path / "fit.png"
-    result = CliRunner().invoke(_app(), ["fits", "show", "d/1", "--store", str(tmp_path / "s"), "--png", str(out),
-                                         "--data", str(data)])
+    args = ["fits", "show", "d/1", "--store", str(tmp_path / "s"), "--png", str(out), "--data", str(data)]
+    result = CliRunner().invoke(_app(), args)
     assert result.exit_code == 0, result.output
     picture = np.asarray(Image.open(out))
     assert picture.shape == (224, 224, 3)
