@@ -16,7 +16,6 @@ from typing import Annotated, Any, Optional
 import numpy as np
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from spin.cli.options import BodyModelOption, JointRegressorExtraOption
@@ -57,17 +56,11 @@ def _number(value: Any, digits: int = 3) -> str:
 
 @contextmanager
 def _progress(label: str):
-    """A rich progress bar; yields the `on_progress(done, total)` callback the store calls."""
-    with Progress(
-        TextColumn(f"[bold]{label}[/]"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=_console,
-        transient=True,
-    ) as progress:
-        task = progress.add_task(label, total=None)
-        yield lambda done, total: progress.update(task, completed=done, total=total)
+    """The project's progress bar; yields the `on_progress(done, total)` callback the store calls."""
+    from spin.progress import progress_bar
+
+    with progress_bar(label, console=_console, transient=True) as bar:
+        yield lambda done, total: bar.update(completed=done, total=total)
 
 
 def _open(store: Path):
