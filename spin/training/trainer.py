@@ -5,10 +5,13 @@ Per step: images → regressor → body model → SPIN's losses against the batc
 SMPLify on the batch and updates the store before the losses, as original SPIN does; `async`
 publishes the canonical-frame predictions to the Ray fitting actors and goes on.
 
-Per round: checkpoint, store snapshot, evaluation on the test split, fit statistics, all in
-`<run_dir>/round_XXX/`. `last.pt` (every `rounds.checkpoint_every` steps and at each round end)
-holds everything `--resume` needs to continue exactly: model, optimiser, scheduler, AMP scaler,
-step, RNG states, the sampler position (= steps × batch size) and the wandb run id.
+At start-up the store's unscored (imported static) fits of the training datasets are scored, so
+they supervise from the first step; `model.init_checkpoint` starts from a checkpoint's weights.
+Per round: checkpoint, store snapshot, evaluation on the test split, fit statistics and coverage,
+mesh overlays, all in `<run_dir>/round_XXX/`. `last.pt` (every `rounds.checkpoint_every` steps
+and at each round end) holds everything `--resume` needs to continue exactly: model, optimiser,
+scheduler, AMP scaler, step, RNG states, the sampler position (= steps × batch size) and the
+wandb run id.
 
 DDP-ready: the sampler shards draws by rank; only rank 0 logs, evaluates and writes checkpoints.
 Single process today (rank 0 of 1; `torch.distributed` is not required).
