@@ -114,7 +114,10 @@ def main() -> None:
         table.add_row(mode, fmt(r["steps_per_s"], ".2f"), fmt(r["samples_per_s"], ".1f"), fmt(ratio, ".2f"),
                       fmt(r["fitted_share"], ".1%"), fmt(r["offered"], "d"), fmt(r["fitted"], "d"),
                       fmt(r["dropped"], "d"), fmt(r["fits_per_s"], ".1f"), fmt(r["staleness_steps"], ".1f"))
-    Console().print(table)
+    console = Console()
+    if not console.is_terminal:  # a log file: no 80-column squeeze of the table
+        console = Console(width=140)
+    console.print(table)
     for name, value in ratios.items():
         share = results[name.split("/")[0]]["fitted_share"]
         print(f"{name}: {value:.2f}× speed, fitted share {fmt(share, '.1%')}")
