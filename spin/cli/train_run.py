@@ -58,6 +58,8 @@ def run_training(config: TrainConfig, run_dir: str | Path, resume: bool = False,
 
         with Trainer(config, run_dir, resume=resume, on_step=on_step, on_setup=on_setup) as trainer:
             bar.update(total=trainer.total_steps, completed=trainer.step, description="training")
+            if trainer.scoring.get("unscored"):
+                console.print(scoring_line(trainer.scoring), highlight=False)
             with stop_on_signals(trainer):
                 trainer.train()
     if trainer.stopped_early:
@@ -73,6 +75,16 @@ def run_training(config: TrainConfig, run_dir: str | Path, resume: bool = False,
     if config.wandb.enabled:
         console.print(f"wandb run: {run_dir}/wandb (sync an offline run with `wandb sync`)")
     return rounds
+
+
+def scoring_line(scoring: dict) -> str:
+    """`scored 980 of 1000 imported fits (20 left unscored: too_few_keypoints 20)`."""
+    failed = scoring.get("failed_by_reason") or {}
+    line = f"scored {scoring['scored']} of {scoring['unscored']} imported fits"
+    if failed:
+        reasons = ", ".join(f"{reason} {count}" for reason, count in sorted(failed.items()))
+        line += f" ({sum(failed.values())} left unscored: {reasons})"
+    return line
 
 
 def _fmt(value: object, spec: str) -> str:

@@ -11,7 +11,7 @@ import pytest
 import torch
 from PIL import Image
 
-from spin.cli.train_run import rounds_table
+from spin.cli.train_run import rounds_table, scoring_line
 from spin.models.checkpoints import project_to_spin_state
 from spin.training.overlays import denormalise
 from spin.training.round_images import OVERLAY_SIZE, overlay_rows
@@ -66,6 +66,8 @@ def test_imported_unscored_fits_supervise_from_the_first_step(tmp_path, imported
         assert trainer.scoring["scored"] == rows - 1
         assert trainer.scoring["failed_by_reason"] == {"too_few_keypoints": 1}
         assert calls and calls[-1][1:] == (rows, rows)
+        assert scoring_line(trainer.scoring) == (f"scored {rows - 1} of {rows} imported fits "
+                                                 "(1 left unscored: too_few_keypoints 1)")
         (metrics,) = trainer.train()
         keys = [f"a/{i}" for i in range(rows)]
         stored = FitsStore(store_path, readonly=True).get(keys)
