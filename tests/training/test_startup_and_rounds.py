@@ -188,3 +188,19 @@ def test_fit_truth_hook_without_the_module(monkeypatch):
     if importlib.util.find_spec("spin.evaluation.fit_truth") is not None:
         pytest.skip("spin.evaluation.fit_truth is installed")
     assert fit_truth_metrics(object(), []) == {}
+
+
+def test_spin_train_reports_the_scoring_and_the_coverage_column(tmp_path, imported_store, tiny_train_config):
+    from rich.console import Console
+
+    from spin.cli.train_run import run_training
+
+    data, store_path, rows = imported_store
+    config = tiny_train_config(data, "off", tmp_path / "run", **{
+        "store": f"'{store_path}'", "rounds.steps_per_round": 1, "rounds.overlay_images": 0,
+        "rounds.eval_max_samples": 4})
+    console = Console(width=200, record=True, force_terminal=False)
+    (metrics,) = run_training(config, tmp_path / "run", console=console)
+    out = console.export_text()
+    assert f"scored {rows - 1} of {rows} imported fits" in out
+    assert "fitted" in out and "dropped" in out and metrics["supervised_fit_frac"] > 0
