@@ -23,6 +23,8 @@ class FittingConfig:
     `"SPREAD"` puts actors on as many nodes as possible, `"DEFAULT"` packs them.
     `ray_address`: None starts Ray locally on this machine; an address (`auto`, `HOST:PORT`) joins
     a running cluster, giving up with a clear error after `connect_timeout_s` seconds.
+    `start_timeout_s`: how long a local Ray may take to start (retried while Ray's own start-up
+    wait runs out on a loaded machine) before a clear error.
     """
 
     mode: str = "async"
@@ -38,6 +40,7 @@ class FittingConfig:
     health_timeout_s: float = 5.0
     ray_address: str | None = None
     connect_timeout_s: float = 30.0
+    start_timeout_s: float = 120.0
     smplify: SmplifyConfig = field(default_factory=SmplifyConfig)
 
     def __post_init__(self) -> None:
@@ -53,7 +56,7 @@ class FittingConfig:
         for name in not_negative:
             if getattr(self, name) < 0:
                 raise UserError(f"fitting.{name} is {getattr(self, name)!r}; set it to 0 or more.")
-        for name in ("health_timeout_s", "connect_timeout_s"):
+        for name in ("health_timeout_s", "connect_timeout_s", "start_timeout_s"):
             if not getattr(self, name) > 0:
                 raise UserError(f"fitting.{name} is {getattr(self, name)!r}; set it above 0.")
         if self.scheduling.upper() not in ("SPREAD", "DEFAULT"):

@@ -127,7 +127,8 @@ class FittingPool:
         actor_class: type = FittingActor,
     ) -> None:
         self.config = config
-        self._owns_ray = start_ray(address=config.ray_address, connect_timeout_s=config.connect_timeout_s)
+        self._owns_ray = start_ray(address=config.ray_address, connect_timeout_s=config.connect_timeout_s,
+                                   start_timeout_s=config.start_timeout_s)
         self._on_outcome = on_outcome
         options = {
             "num_cpus": config.cpus_per_actor,

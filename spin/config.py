@@ -93,7 +93,7 @@ class RoundsConfig:
     log_every: int = 20
     eval_batch_size: int = 64
     eval_max_samples: int = 0  # 0 = the whole test split
-    overlay_images: int = 4  # predicted keypoints over the input, logged per round
+    overlay_images: int = 4  # training crops with the predicted and fitted meshes, per round
     snapshot_store: bool = True
     drain_fits_s: float = 60.0  # at a round's end, wait up to this long for in-flight fits (async)
 

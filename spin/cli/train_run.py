@@ -53,8 +53,13 @@ def run_training(config: TrainConfig, run_dir: str | Path, resume: bool = False,
             bar.update(completed=trainer.step, description=f"round {trainer.current_round_done}",
                        info=trainer.progress_info())
 
-        with Trainer(config, run_dir, resume=resume, on_step=on_step) as trainer:
+        def on_setup(description: str, done: int, total: int) -> None:
+            bar.update(completed=done, total=total, description=description)
+
+        with Trainer(config, run_dir, resume=resume, on_step=on_step, on_setup=on_setup) as trainer:
             bar.update(total=trainer.total_steps, completed=trainer.step, description="training")
+            if trainer.scoring.get("unscored"):
+                console.print(scoring_line(trainer.scoring), highlight=False)
             with stop_on_signals(trainer):
                 trainer.train()
     if trainer.stopped_early:
@@ -72,6 +77,16 @@ def run_training(config: TrainConfig, run_dir: str | Path, resume: bool = False,
     return rounds
 
 
+def scoring_line(scoring: dict) -> str:
+    """`scored 980 of 1000 imported fits (20 left unscored: too_few_keypoints 20)`."""
+    failed = scoring.get("failed_by_reason") or {}
+    line = f"scored {scoring['scored']} of {scoring['unscored']} imported fits"
+    if failed:
+        reasons = ", ".join(f"{reason} {count}" for reason, count in sorted(failed.items()))
+        line += f" ({sum(failed.values())} left unscored: {reasons})"
+    return line
+
+
 def _fmt(value: object, spec: str) -> str:
     return "—" if value is None else format(value, spec)
 
@@ -80,16 +95,26 @@ def rounds_table(rounds: list[dict]) -> Table:
     """Rich table of round metrics (what `spin rounds` and the end of `spin train` print).
 
     valid fits: stored train fits under the threshold; train valid: train samples with one (a
-    sample without a fit counts as not valid); improved: stored fits replaced by a better one.
+    sample without a fit counts as not valid); improved: stored fits replaced by a better one;
+    fitted: the round's offered fitting jobs that were fitted (— without fitting), dropped: those
+    never fitted; fits MPJPE / PA-MPJPE: the stored fits against the hidden ground truth (synthetic
+    data), shown when measured.
     """
     table = Table(title="rounds (test split: MPJPE / PA-MPJPE in mm)")
-    columns = ("round", "step", "MPJPE", "PA-\nMPJPE", "valid\nfits", "train\nvalid", "fit\nloss",
-               "fits\nimproved", "steps\n/s")
+    columns = ["round", "step", "MPJPE", "PA-\nMPJPE", "valid\nfits", "train\nvalid", "fit\nloss",
+               "fits\nimproved", "fitted", "dropped", "steps\n/s"]
+    truth = any(r.get("fits_mpjpe") is not None for r in rounds)
+    if truth:
+        columns[3:3] = ["fits\nMPJPE", "fits PA-\nMPJPE"]
     for column in columns:
         table.add_column(column, justify="right")
     for r in rounds:
-        table.add_row(str(r["round"]), str(r.get("step", "")), _fmt(r.get("mpjpe"), ".1f"),
-                      _fmt(r.get("pa_mpjpe"), ".1f"), _fmt(r.get("frac_valid"), ".1%"),
-                      _fmt(r.get("frac_valid_of_train"), ".1%"), _fmt(r.get("mean_fit_loss"), ".1f"),
-                      _fmt(r.get("fits_improved_in_round"), "d"), _fmt(r.get("steps_per_s"), ".2f"))
+        row = [str(r["round"]), str(r.get("step", "")), _fmt(r.get("mpjpe"), ".1f"),
+               _fmt(r.get("pa_mpjpe"), ".1f"), _fmt(r.get("frac_valid"), ".1%"),
+               _fmt(r.get("frac_valid_of_train"), ".1%"), _fmt(r.get("mean_fit_loss"), ".1f"),
+               _fmt(r.get("fits_improved_in_round"), "d"), _fmt(r.get("fitted_share"), ".1%"),
+               _fmt(r.get("fits_dropped_in_round"), "d"), _fmt(r.get("steps_per_s"), ".2f")]
+        if truth:
+            row[3:3] = [_fmt(r.get("fits_mpjpe"), ".1f"), _fmt(r.get("fits_pa_mpjpe"), ".1f")]
+        table.add_row(*row)
     return table

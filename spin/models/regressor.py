@@ -26,6 +26,7 @@ class ModelConfig:
     hidden: int = 1024
     dropout: float = 0.5
     head_init_gain: float = 0.01  # SPIN's xavier gain on the residual heads: start near the mean
+    init_checkpoint: str | None = None  # fine-tune from this project's or SPIN's checkpoint (weights only)
 
 
 @dataclass

@@ -32,6 +32,15 @@ class TrainData:
     sizes: dict[str, int]
     test: SpinImageDataset
 
+    @property
+    def train_datasets(self) -> list[SpinImageDataset]:
+        """The training datasets, in the mixture's order."""
+        return list(self.train.datasets) if isinstance(self.train, MixedDataset) else [self.train]
+
+    def keypoints(self) -> dict[str, np.ndarray]:
+        """Training dataset name → (N, 49, 3) canonical keypoints in SPIN's 224-px crop (SMPLify's)."""
+        return {d.name: d.annotations.keypoints for d in self.train_datasets}
+
 
 def synthetic_files(config: SyntheticDataConfig, body: BodyModel, body_files: BodyFiles) -> dict[str, Path]:
     """The synthetic dataset of `config` for this body model: generated on first use into

@@ -210,7 +210,8 @@ def _start_async(config: TrainConfig, store_path: Path, body_files: BodyFiles) -
     closers: list[Callable[[], None]] = []
     fitting = None
     try:
-        if start_ray(address=cfg.ray_address, connect_timeout_s=cfg.connect_timeout_s):
+        if start_ray(address=cfg.ray_address, connect_timeout_s=cfg.connect_timeout_s,
+                     start_timeout_s=cfg.start_timeout_s):
             closers.append(stop_ray)
         writer = open_store_writer(str(store_path))
         closers.append(writer.kill)  # releases the writer handle (after the pool stops)

@@ -67,6 +67,42 @@ def train_fit_stats(store: Any, sizes: dict[str, int], threshold: float) -> dict
     }
 
 
+COVERAGE_KEYS = ("offered", "fitted", "dropped")
+
+
+def fit_coverage(stats: dict[str, Any], base: dict[str, int]) -> dict[str, Any]:
+    """The round's fitting coverage from cumulative fitting stats and their values at the round's start.
+
+    `fits_offered_in_round` jobs handed to fitting, `fits_fitted_in_round` fitted (failed ones
+    included), `fits_dropped_in_round` never fitted (no room, lost twice), `fitted_share` fitted /
+    offered (None without fitting; jobs still in flight at the round's end count in the next round).
+    """
+    if "offered" not in stats:
+        return {"fitted_share": None}
+    delta = {key: int(stats.get(key) or 0) - int(base.get(key, 0)) for key in COVERAGE_KEYS}
+    return {**{f"fits_{key}_in_round": value for key, value in delta.items()},
+            "fitted_share": delta["fitted"] / delta["offered"] if delta["offered"] else None}
+
+
+def coverage_base(stats: dict[str, Any]) -> dict[str, int]:
+    """What `fit_coverage` subtracts for the next round."""
+    return {key: int(stats.get(key) or 0) for key in COVERAGE_KEYS}
+
+
+def fit_truth_metrics(store: Any, datasets: list[Any]) -> dict[str, Any]:
+    """The stored fits' error against the hidden ground truth (`fits_mpjpe`, `fits_pa_mpjpe`, …) from
+    `spin.evaluation.fit_truth` when that module is installed, else {}."""
+    import importlib
+
+    try:
+        fit_truth = importlib.import_module("spin.evaluation.fit_truth")
+    except ModuleNotFoundError as err:
+        if err.name != "spin.evaluation.fit_truth":
+            raise  # the module exists but one of its own imports is missing
+        return {}
+    return dict(fit_truth.fit_truth_metrics(store, datasets))
+
+
 def plot_rounds(rounds: list[dict[str, Any]], out: Path) -> Path:
     """PNG: MPJPE and PA-MPJPE per round (left), fit statistics per round (right)."""
     import matplotlib

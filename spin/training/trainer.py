@@ -5,10 +5,13 @@ Per step: images → regressor → body model → SPIN's losses against the batc
 SMPLify on the batch and updates the store before the losses, as original SPIN does; `async`
 publishes the canonical-frame predictions to the Ray fitting actors and goes on.
 
-Per round: checkpoint, store snapshot, evaluation on the test split, fit statistics, all in
-`<run_dir>/round_XXX/`. `last.pt` (every `rounds.checkpoint_every` steps and at each round end)
-holds everything `--resume` needs to continue exactly: model, optimiser, scheduler, AMP scaler,
-step, RNG states, the sampler position (= steps × batch size) and the wandb run id.
+At start-up the store's unscored (imported static) fits of the training datasets are scored, so
+they supervise from the first step; `model.init_checkpoint` starts from a checkpoint's weights.
+Per round: checkpoint, store snapshot, evaluation on the test split, fit statistics and coverage,
+mesh overlays, all in `<run_dir>/round_XXX/`. `last.pt` (every `rounds.checkpoint_every` steps
+and at each round end) holds everything `--resume` needs to continue exactly: model, optimiser,
+scheduler, AMP scaler, step, RNG states, the sampler position (= steps × batch size) and the
+wandb run id.
 
 DDP-ready: the sampler shards draws by rank; only rank 0 logs, evaluates and writes checkpoints.
 Single process today (rank 0 of 1; `torch.distributed` is not required).
@@ -16,14 +19,12 @@ Single process today (rank 0 of 1; `torch.distributed` is not required).
 
 from __future__ import annotations
 
-import random
 import shutil
 import time
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
@@ -33,15 +34,26 @@ from spin.config import TrainConfig
 from spin.config_loading import config_to_yaml
 from spin.errors import UserError
 from spin.evaluation.evaluate import evaluate_model
-from spin.models import build_regressor
+from spin.models import build_regressor, load_regressor
 from spin.training.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from spin.training.data_setup import TrainData, build_data
+from spin.training.device import seed_everything, select_device
 from spin.training.fitting import Fitting, build_fitting, close_all
-from spin.training.overlays import keypoint_overlay
-from spin.training.rounds import METRICS_FILE, round_dir, round_finished, train_fit_stats, write_metrics
+from spin.training.round_images import round_overlays
+from spin.training.rounds import (
+    METRICS_FILE,
+    coverage_base,
+    fit_coverage,
+    fit_truth_metrics,
+    round_dir,
+    round_finished,
+    train_fit_stats,
+    write_metrics,
+)
 from spin.training.run_logger import RunLogger
 from spin.training.sampler import ResumableSampler, SeededDraws
 from spin.training.schedule import build_scheduler
+from spin.training.static_fits import score_store_at_start
 from spin.training.step import loss_terms, predict
 
 LAST_CHECKPOINT = "last.pt"
@@ -49,7 +61,6 @@ CONFIG_FILE = "config.yaml"
 STORE_DIR = "fits.lmdb"
 FIT_LOG_KEYS = ("fits_per_s", "accepted_frac", "improved_frac", "queue_depth", "staleness_steps", "dropped",
                 "accepted", "improved", "fitted", "failed", "restarts")
-DEVICE_TYPES = ("cpu", "cuda", "mps")
 LOSS_KEYS = ("total", "keypoints_2d", "keypoints_3d", "pose", "betas", "camera", "vertices")
 
 
@@ -57,42 +68,23 @@ def default_run_dir(config: TrainConfig) -> Path:
     return Path(config.run_dir) if config.run_dir else Path("runs") / config.name
 
 
-def select_device(name: str) -> torch.device:
-    """`auto` (CUDA when available), `cpu`, `cuda`, `cuda:N` or `mps`; anything else is a UserError."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(name)
-    except (RuntimeError, TypeError):
-        device = None
-    if device is None or device.type not in DEVICE_TYPES:
-        raise UserError(f"Config key device is {name!r}, which is not a device this trainer runs on; "
-                        "set device=auto, cpu, cuda or cuda:N.")
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise UserError(f"Config device is '{name}' but CUDA is not available here; set device=cpu or auto.")
-    return device
-
-
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
-
-
 class Trainer:
     """One training run in `run_dir`; `resume=True` continues it from `last.pt`.
 
-    `on_step(trainer)` is called after every optimiser step (progress bars, tests).
+    `on_step(trainer)` is called after every optimiser step (progress bars, tests);
+    `on_setup(description, done, total)` during long start-up work (scoring imported fits; without
+    it that work shows its own progress bar).
     """
 
     def __init__(self, config: TrainConfig, run_dir: str | Path, resume: bool = False, on_step=None,
-                 rank: int = 0, world_size: int = 1):
+                 rank: int = 0, world_size: int = 1, on_setup=None):
         self.started = time.monotonic()
         self.config = config
         self.run_dir = Path(run_dir)
         self.rank, self.world_size = rank, world_size
         self.is_main = rank == 0
         self.on_step = on_step
+        self.on_setup = on_setup
         self.device = select_device(config.device)
         self.threshold = config.fitting.smplify.threshold
         # The crop camera SMPLify fits in, so predictions and fits project alike.
@@ -128,8 +120,12 @@ class Trainer:
         self.stop_signal: int | None = None  # set by request_stop
         if state is not None:
             self._load_state(state)
+        elif config.model.init_checkpoint:
+            self._init_weights(config.model.init_checkpoint)
+        self._fit_base: dict[str, int] = {}  # fitting counts at the round's start (this process)
 
         try:
+            self.scoring = self._score_stored_fits()
             self.fitting: Fitting = build_fitting(config, self.store_path, self.data.sizes, self.body,
                                                   self.body_files, self.device)
             self._closers.append(self.fitting.close)
@@ -169,6 +165,23 @@ class Trainer:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             (self.run_dir / CONFIG_FILE).write_text(config_to_yaml(self.config))
         return None
+
+    def _init_weights(self, path: str) -> None:
+        """`model.init_checkpoint`: fine-tune from this project's or SPIN's checkpoint (weights only)."""
+        loaded = load_regressor(path, self.config.model)
+        self.model.load_state_dict(loaded.state_dict())
+
+    def _score_stored_fits(self) -> dict[str, Any]:
+        """Score the store's unscored (imported) fits of the training datasets, so they supervise now."""
+        if not self.is_main:
+            return {}
+        progress = None
+        if self.on_setup is not None:
+            def progress(done: int, total: int) -> None:
+                self.on_setup("scoring imported fits", done, total)
+        summary = score_store_at_start(self.store_path, self.data.sizes, self.data.keypoints(), self.body,
+                                       self.config.fitting.smplify, progress)
+        return summary.as_dict()
 
     def _train_loader(self) -> DataLoader:
         cfg = self.config.data
@@ -380,7 +393,11 @@ class Trainer:
             "steps_per_s": acc["batches"] / acc["steps_time"] if acc["steps_time"] else None,
             "fitting_mode": self.fitting.mode,
             "fitting": fit_stats,
+            **fit_coverage(stats, self._fit_base),
         }
+        self._fit_base = coverage_base(stats)
+        if cfg.data.source == "synthetic":  # hidden ground truth: the fits' own 3D error
+            metrics.update(fit_truth_metrics(self.store, self.data.train_datasets))
         if self.is_main:
             if cfg.rounds.snapshot_store:
                 snapshot = folder / STORE_DIR
@@ -409,28 +426,13 @@ class Trainer:
                                             "fits_improved_in_round", "step")}
         self.fitting.record_round(number, summary)
 
-    @torch.no_grad()
     def _overlays(self, folder: Path, number: int) -> list[str]:
-        count = min(self.config.rounds.overlay_images, len(self.data.test))
-        if count <= 0:
-            return []
-        items = [self.data.test[i] for i in range(count)]
-        images = torch.stack([item["img"] for item in items]).to(self.device)
-        self.model.eval()
-        pred = predict(self.model, self.body, images, self.camera, need_vertices=False,
-                       amp_dtype=self.amp_dtype)
-        self.model.train()
-        paths, arrays, captions = [], [], []
-        from PIL import Image
-
-        for i, item in enumerate(items):
-            array = keypoint_overlay(item["img"], pred.keypoints_2d[i], item["keypoints"])
-            path = folder / f"overlay_{i:02d}.png"
-            Image.fromarray(array).save(path)
-            paths.append(str(path))
-            arrays.append(array)
-            captions.append(f"{item['key']} round {number}")
-        self.logger.log_images("eval/overlays", arrays, captions, step=self.step)
+        paths, arrays, captions = round_overlays(
+            self.model, self.body, self.data.train_datasets[0], self.store, self.camera, self.device,
+            self.config.rounds.overlay_images, folder, self.amp_dtype)
+        if arrays:
+            self.logger.log_images("train/overlays", arrays, [f"{c}, round {number}" for c in captions],
+                                   step=self.step)
         return paths
 
     # ----------------------------------------------------------------------------- teardown

@@ -61,6 +61,9 @@ def test_async_run_fits_enter_the_store_and_supervise(tmp_path, e2e_data, local_
     second = rounds[1]
     assert second["fits_count"] > 0 and second["fitting"]["fitted"] > 0
     assert second["batches_with_fit_supervision"] > 0 and second["supervised_fit_frac"] > 0
+    for r in rounds:  # coverage of the round's own jobs: offered, fitted or dropped
+        assert r["fits_offered_in_round"] > 0 and 0 < r["fitted_share"]
+        assert r["fits_fitted_in_round"] + r["fits_dropped_in_round"] <= r["fits_offered_in_round"]
     for number in (1, 2):
         folder = run_dir / f"round_{number:03d}"
         assert (folder / "checkpoint.pt").is_file() and (folder / "metrics.json").is_file()
