@@ -92,3 +92,29 @@ def fit_truth_error(store, dataset: str, gt_pose: np.ndarray, gt_betas: np.ndarr
         if valid.any():
             result.valid_mpjpe, result.valid_pa_mpjpe = float(err[valid].mean()), float(pa_err[valid].mean())
     return result
+
+
+def fit_truth_metrics(store, datasets, body: BodyModel, threshold: float | None = None) -> dict[str, float]:
+    """`fits_mpjpe`, `fits_pa_mpjpe` (mm) and counts over the synthetic training datasets' hidden rows.
+
+    datasets: `SpinImageDataset`s whose annotations file has a hidden-truth file beside it (made by
+    `spin data synth`); others are skipped. Means are weighted by each dataset's fitted rows.
+    """
+    from spin.data.synthetic import hidden_truth, truth_path
+
+    results = []
+    for dataset in datasets:
+        path = dataset.annotations.path
+        if not truth_path(path).is_file():
+            continue
+        pose, betas = hidden_truth(path)
+        results.append(fit_truth_error(store, dataset.name, pose, betas, dataset.annotations.has_smpl, body,
+                                       threshold))
+    fitted = sum(r.fitted for r in results if r.mpjpe is not None)
+    if not results:
+        return {}
+    out: dict[str, float] = {"fits_hidden": sum(r.hidden for r in results), "fits_hidden_fitted": fitted}
+    if fitted:
+        out["fits_mpjpe"] = sum(r.mpjpe * r.fitted for r in results if r.mpjpe is not None) / fitted
+        out["fits_pa_mpjpe"] = sum(r.pa_mpjpe * r.fitted for r in results if r.pa_mpjpe is not None) / fitted
+    return out

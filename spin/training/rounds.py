@@ -89,18 +89,12 @@ def coverage_base(stats: dict[str, Any]) -> dict[str, int]:
     return {key: int(stats.get(key) or 0) for key in COVERAGE_KEYS}
 
 
-def fit_truth_metrics(store: Any, datasets: list[Any]) -> dict[str, Any]:
-    """The stored fits' error against the hidden ground truth (`fits_mpjpe`, `fits_pa_mpjpe`, …) from
-    `spin.evaluation.fit_truth` when that module is installed, else {}."""
-    import importlib
+def fit_truth_metrics(store: Any, datasets: list[Any], body: Any, threshold: float) -> dict[str, Any]:
+    """The stored fits' error against the synthetic data's hidden ground truth (`fits_mpjpe`,
+    `fits_pa_mpjpe`, mm): the direct measure of the loop's self-improvement."""
+    from spin.evaluation.fit_truth import fit_truth_metrics as measure
 
-    try:
-        fit_truth = importlib.import_module("spin.evaluation.fit_truth")
-    except ModuleNotFoundError as err:
-        if err.name != "spin.evaluation.fit_truth":
-            raise  # the module exists but one of its own imports is missing
-        return {}
-    return dict(fit_truth.fit_truth_metrics(store, datasets))
+    return measure(store, datasets, body, threshold)
 
 
 def plot_rounds(rounds: list[dict[str, Any]], out: Path) -> Path:

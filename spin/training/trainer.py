@@ -397,7 +397,7 @@ class Trainer:
         }
         self._fit_base = coverage_base(stats)
         if cfg.data.source == "synthetic":  # hidden ground truth: the fits' own 3D error
-            metrics.update(fit_truth_metrics(self.store, self.data.train_datasets))
+            metrics.update(fit_truth_metrics(self.store, self.data.train_datasets, self.body, self.threshold))
         if self.is_main:
             if cfg.rounds.snapshot_store:
                 snapshot = folder / STORE_DIR

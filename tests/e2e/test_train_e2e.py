@@ -61,6 +61,8 @@ def test_async_run_fits_enter_the_store_and_supervise(tmp_path, e2e_data, local_
     second = rounds[1]
     assert second["fits_count"] > 0 and second["fitting"]["fitted"] > 0
     assert second["batches_with_fit_supervision"] > 0 and second["supervised_fit_frac"] > 0
+    # synthetic data: the fits' own 3D error against the hidden ground truth is measured per round
+    assert second["fits_hidden_fitted"] > 0 and second["fits_pa_mpjpe"] > 0
     for r in rounds:  # coverage of the round's own jobs: offered, fitted or dropped
         assert r["fits_offered_in_round"] > 0 and 0 < r["fitted_share"]
         assert r["fits_fitted_in_round"] + r["fits_dropped_in_round"] <= r["fits_offered_in_round"]

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import sys
 import types
 
 import numpy as np
@@ -168,26 +167,33 @@ def test_rounds_table_shows_coverage_and_fit_truth_when_measured():
     assert "fits PA-" in out and "61.2" in out and "42.5" in out
 
 
-def test_fit_truth_hook_calls_the_module_when_present(monkeypatch):
-    module = types.ModuleType("spin.evaluation.fit_truth")
-    calls = []
+def test_fit_truth_metrics_score_the_hidden_rows_fits_against_their_truth(tmp_path, body):
+    from spin.data.synthetic import truth_path
+    from store import FitsStore
 
-    def metrics(store, datasets):
-        calls.append((store, datasets))
-        return {"fits_mpjpe": 50.0, "fits_pa_mpjpe": 40.0}
-
-    module.fit_truth_metrics = metrics
-    monkeypatch.setitem(sys.modules, "spin.evaluation.fit_truth", module)
-    assert fit_truth_metrics("store", ["d"]) == {"fits_mpjpe": 50.0, "fits_pa_mpjpe": 40.0}
-    assert calls == [("store", ["d"])]
-
-
-def test_fit_truth_hook_without_the_module(monkeypatch):
-    import importlib.util
-
-    if importlib.util.find_spec("spin.evaluation.fit_truth") is not None:
-        pytest.skip("spin.evaluation.fit_truth is installed")
-    assert fit_truth_metrics(object(), []) == {}
+    rng = np.random.default_rng(4)
+    pose = (rng.normal(0, 0.2, (6, 72))).astype(np.float32)
+    betas = rng.normal(0, 0.5, (6, 10)).astype(np.float32)
+    annotations = tmp_path / "synthetic_train.npz"
+    np.savez(truth_path(annotations), pose=pose, shape=betas)
+    has_smpl = np.array([True, True, False, False, False, False])
+    dataset = types.SimpleNamespace(name="synthetic_train",
+                                    annotations=types.SimpleNamespace(path=annotations, has_smpl=has_smpl))
+    with FitsStore(tmp_path / "fits") as store:
+        keys = [f"synthetic_train/{i}" for i in (2, 3)]
+        store.put_if_better(keys, pose[[2, 3]], betas[[2, 3]], np.tile([0, 0, 40.0], (2, 1)), [1.0, 1.0])
+        exact = fit_truth_metrics(store, [dataset], body, 20.0)
+        assert exact["fits_hidden"] == 4 and exact["fits_hidden_fitted"] == 2
+        assert exact["fits_mpjpe"] < 1e-3 and exact["fits_pa_mpjpe"] < 1e-3
+        wrong = pose[[4]].copy()
+        wrong[0, 3:] += 0.5
+        store.put_if_better(["synthetic_train/4"], wrong, betas[[4]], np.array([[0, 0, 40.0]]), [1.0])
+        off = fit_truth_metrics(store, [dataset], body, 20.0)
+        assert off["fits_hidden_fitted"] == 3 and off["fits_mpjpe"] > 5.0
+    # datasets without hidden truth (real data) give no such metrics
+    other = types.SimpleNamespace(name="lsp", annotations=types.SimpleNamespace(path=tmp_path / "lsp.npz",
+                                                                                has_smpl=has_smpl))
+    assert fit_truth_metrics(None, [other], body, 20.0) == {}
 
 
 def test_spin_train_reports_the_scoring_and_the_coverage_column(tmp_path, imported_store, tiny_train_config):
