@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from spin.errors import UserError
+from store.atomic import sync_directory
 
 
 def check_new_output(path: str | Path, force: bool, what: str = "Output") -> Path:
@@ -40,7 +41,10 @@ def atomic_output(path: str | Path) -> Iterator[Path]:
     tmp_path = Path(tmp)
     try:
         yield tmp_path
+        with open(tmp_path, "rb+") as handle:  # on disk before the rename, so a crash never shows half
+            os.fsync(handle.fileno())
         os.replace(tmp_path, path)
+        sync_directory(path.parent)
     finally:
         if tmp_path.exists():
             tmp_path.unlink()

@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import errno
-import os
 import random
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
+from spin.atomic_io import atomic_output
 from spin.errors import UserError
 
 
@@ -37,22 +36,15 @@ def save_checkpoint(path: str | Path, state: dict[str, Any]) -> Path:
     """Write `state` to `path` so that a reader sees the old file or the complete new one, never a
     partial one (a kill mid-write leaves only a stray temp file, which the next save replaces)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        with os.fdopen(fd, "wb") as handle:
+        with atomic_output(path) as tmp, open(tmp, "wb") as handle:
             torch.save(state, handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
     except BaseException as exc:
-        Path(tmp).unlink(missing_ok=True)
         if isinstance(exc, OSError) and exc.errno in DISK_FULL or _disk_full_cause(exc):
             kept = f"the previous {path.name} is kept" if path.exists() else f"no {path.name} was written"
             raise UserError(f"The disk is full writing checkpoint {path}; {kept}. Free space on "
                             f"{path.parent} and continue with `spin train --resume`.") from None
         raise
-    _fsync_dir(path.parent)
     return path
 
 
@@ -79,16 +71,3 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     except Exception as err:  # noqa: BLE001
         raise UserError(f"Checkpoint {path} cannot be read ({type(err).__name__}); "
                         "use another checkpoint of the run.") from None
-
-
-def _fsync_dir(folder: Path) -> None:
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
