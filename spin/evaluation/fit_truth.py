@@ -97,17 +97,19 @@ def fit_truth_error(store, dataset: str, gt_pose: np.ndarray, gt_betas: np.ndarr
 def fit_truth_metrics(store, datasets, body: BodyModel, threshold: float | None = None) -> dict[str, float]:
     """`fits_mpjpe`, `fits_pa_mpjpe` (mm) and counts over the synthetic training datasets' hidden rows.
 
-    datasets: `SpinImageDataset`s whose annotations file has a hidden-truth file beside it (made by
-    `spin data synth`); others are skipped. Means are weighted by each dataset's fitted rows.
+    datasets: synthetic `SpinImageDataset`s (`spin data synth`; their truth file, or the generator's
+    meta beside them to re-draw it); others are skipped. Means are weighted by each dataset's fitted rows.
     """
-    from spin.data.synthetic import hidden_truth, truth_path
+    from spin.data.synthetic import hidden_truth
+    from spin.errors import UserError
 
     results = []
     for dataset in datasets:
         path = dataset.annotations.path
-        if not truth_path(path).is_file():
+        try:
+            pose, betas = hidden_truth(path)
+        except UserError:  # not synthetic data: no hidden truth to measure against
             continue
-        pose, betas = hidden_truth(path)
         results.append(fit_truth_error(store, dataset.name, pose, betas, dataset.annotations.has_smpl, body,
                                        threshold))
     fitted = sum(r.fitted for r in results if r.mpjpe is not None)
