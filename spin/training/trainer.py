@@ -396,8 +396,8 @@ class Trainer:
             **fit_coverage(stats, self._fit_base),
         }
         self._fit_base = coverage_base(stats)
-        if cfg.data.source == "synthetic":  # hidden ground truth: the fits' own 3D error
-            metrics.update(fit_truth_metrics(self.store, self.data.train_datasets, self.body, self.threshold))
+        # synthetic training data has hidden ground truth: the fits' own 3D error (others are skipped)
+        metrics.update(fit_truth_metrics(self.store, self.data.train_datasets, self.body, self.threshold))
         if self.is_main:
             if cfg.rounds.snapshot_store:
                 snapshot = folder / STORE_DIR
