@@ -156,3 +156,27 @@ def collectives_rank(rank: int, world: int, init: str, out: str) -> None:
         torch.save({"gathered": gathered, "sums": sums}, f"{out}/collectives{rank}.pt")
     finally:
         dist.destroy_process_group()
+
+
+class KillingTrainer:
+    """The real Trainer; rank `die_rank` SIGKILLs its own process once after step `die_step`
+    (leaving `marker`), as a crashed node would. A factory for `launch`."""
+
+    def __init__(self, die_rank: int, die_step: int, marker: str, starts: str):
+        self.die_rank, self.die_step, self.marker, self.starts = die_rank, die_step, marker, starts
+
+    def __call__(self, config, run_dir, resume=False, rank=0, world_size=1):
+        import os
+        import signal
+
+        from spin.training.trainer import Trainer
+
+        def on_step(trainer) -> None:
+            if rank == self.die_rank and trainer.step == self.die_step and not os.path.exists(self.marker):
+                open(self.marker, "w").close()
+                os.kill(os.getpid(), signal.SIGKILL)
+
+        trainer = Trainer(config, run_dir, resume=resume, on_step=on_step, rank=rank, world_size=world_size)
+        with open(self.starts, "a") as log:
+            log.write(f"{rank} {trainer.step}\n")
+        return trainer
