@@ -59,6 +59,19 @@ def finish_round_end() -> None:
     barrier()
 
 
+def build_fitting(config: Any, store_path: Any, dataset_sizes: dict[str, int], body: Any, body_files: Any,
+                  device: torch.device, rank: int, world_size: int) -> Any:
+    """`spin.training.fitting.build_fitting` on one rank; on several, rank 0 declares the datasets and
+    starts the one store writer, every rank its own pool (`rank_fitting`). Collective."""
+    if world_size > 1:
+        from spin.distributed.rank_fitting import build_rank_fitting
+
+        return build_rank_fitting(config, store_path, dataset_sizes, body_files, rank, world_size)
+    from spin.training.fitting import build_fitting as single_process
+
+    return single_process(config, store_path, dataset_sizes, body, body_files, device)
+
+
 def training_batches(loader: Iterable[dict[str, Any]], fitting: Any,
                      threshold: float) -> Iterator[dict[str, Any]]:
     """The loader's batches, with fits prefetched on a thread where the fitting's reader cannot run in

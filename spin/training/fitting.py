@@ -145,7 +145,7 @@ class AsyncFitting:
         self.collate = collate
         self._buffer: FitJobBatch | None = None
         self._closers = list(closers or [])
-        self.prefetch_reader: Any = None  # a reader the loader's collate cannot run (see build_fitting)
+        self.prefetch_reader: Any = None  # a reader the loader's collate cannot run (a remote rank's)
 
     def supervision_for(self, batch, pred, step, round) -> Supervision:
         return batch["supervision"]
@@ -173,19 +173,14 @@ class AsyncFitting:
 
 
 def build_fitting(config: TrainConfig, store_path: Path, dataset_sizes: dict[str, int], body: BodyModel,
-                  body_files: BodyFiles, device: torch.device, rank: int = 0, world_size: int = 1) -> Fitting:
+                  body_files: BodyFiles, device: torch.device) -> Fitting:
     """The run's fitting, chosen once from `config.fitting.mode`, with its store opened.
 
     Declares the training datasets (name → size) before any writer starts; then exactly one writer:
-    this process (`off`, `sync`) or the store writer actor (`async`). Of several ranks, rank 0
-    declares and starts the writer; the others wait for it (`spin.distributed.rank_fitting`).
+    this process (`off`, `sync`) or the store writer actor (`async`).
     """
     from store import FitsStore
 
-    if world_size > 1:
-        from spin.distributed.rank_fitting import build_rank_fitting
-
-        return build_rank_fitting(config, store_path, dataset_sizes, body_files, rank, world_size)
     threshold = config.fitting.smplify.threshold
     store = FitsStore(store_path)
     try:

@@ -37,7 +37,7 @@ from spin.models import build_regressor
 from spin.training.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from spin.training.data_setup import TrainData, build_data
 from spin.training.devices import seed_everything, select_device
-from spin.training.fitting import Fitting, build_fitting, close_all
+from spin.training.fitting import Fitting, close_all
 from spin.training.overlays import keypoint_overlay
 from spin.training.rounds import METRICS_FILE, round_dir, round_finished, train_fit_stats, write_metrics
 from spin.training.run_logger import RunLogger
@@ -110,8 +110,8 @@ class Trainer:
             self._load_state(state)
 
         try:
-            self.fitting: Fitting = build_fitting(config, self.store_path, self.data.sizes, self.body,
-                                                  self.body_files, self.device, rank, world_size)
+            self.fitting: Fitting = ranks.build_fitting(config, self.store_path, self.data.sizes, self.body,
+                                                        self.body_files, self.device, rank, world_size)
             self._closers.append(self.fitting.close)
             self.store = self.fitting.store  # local reads: statistics, counters, snapshots
             self.collate = self.fitting.collate
