@@ -50,7 +50,7 @@ def _config(data, run_dir: Path, mode: str, **extra):
     values = {"distributed.num_workers": 2, "distributed.cpus_per_worker": 0.5, "distributed.timeout_s": 300,
               "fitting.cpus_per_actor": 0.5, "fitting.batch_size": PER_RANK, "data.batch_size": PER_RANK,
               "rounds.steps_per_round": STEPS_PER_ROUND, "rounds.overlay_images": 0,
-              "rounds.eval_batch_size": 4, "rounds.drain_fits_s": 60, **extra}
+              "rounds.eval_batch_size": 4, "rounds.drain_fits_s": 60, "distributed.max_failures": 0, **extra}
     overrides = e2e_conftest._e2e_overrides(data, run_dir, mode, **values)
     return load_config(TrainConfig, _default_config_path(), overrides)
 
