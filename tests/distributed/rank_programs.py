@@ -180,3 +180,50 @@ class KillingTrainer:
         with open(self.starts, "a") as log:
             log.write(f"{rank} {trainer.step}\n")
         return trainer
+
+
+def mapped_files(name: str) -> list[str]:
+    """Files named `name` that this process has open or memory-mapped (LMDB maps data.mdb)."""
+    import os
+    from pathlib import Path
+
+    hits = []
+    for fd in Path("/proc/self/fd").iterdir():
+        try:
+            target = os.readlink(fd)
+        except OSError:
+            continue
+        if target.endswith(name):
+            hits.append(target)
+    hits += [line.split()[-1] for line in Path("/proc/self/maps").read_text().splitlines()
+             if line.endswith(name)]
+    return hits
+
+
+class ObservedTrainer:
+    """The real Trainer; after every step each rank appends what it saw to `log` (one JSON line):
+    its rank and Ray node, how many of its batch's samples fits supervised, its reader's kind, and
+    whether this process has the LMDB file open or mapped. A factory for `launch`."""
+
+    def __init__(self, log: str):
+        self.log = log
+
+    def __call__(self, config, run_dir, resume=False, rank=0, world_size=1):
+        import json
+
+        import ray
+
+        from spin.training.trainer import Trainer
+
+        node = ray.get_runtime_context().get_node_id()
+
+        def on_step(trainer) -> None:
+            reader = getattr(trainer.fitting, "prefetch_reader", None) or trainer.collate.reader
+            line = {"rank": rank, "node": node, "step": trainer.step,
+                    "fit_supervised": int(trainer.last_supervision.from_fit.sum()),
+                    "reader": type(reader).__name__, "lmdb_mapped": bool(mapped_files("data.mdb")),
+                    "writer_node": ray.get(trainer.fitting.writer.handle.node_id.remote(), timeout=60)}
+            with open(self.log, "a") as out:
+                out.write(json.dumps(line) + "\n")
+
+        return Trainer(config, run_dir, resume=resume, on_step=on_step, rank=rank, world_size=world_size)

@@ -5,28 +5,17 @@ SIGKILL restarted by Ray Train from last.pt."""
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
+import conftest
 import pytest
 import rank_programs
 import torch
-from conftest import TESTS, _load, workers_conftest
+from conftest import rank_config, workers_conftest
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
 pytest.importorskip("ray.train", reason="Ray Train is not installed (pip install 'ray[train]')")
 
-e2e_conftest = _load("e2e_conftest", TESTS / "e2e" / "conftest.py")
-N_TRAIN, STEPS_PER_ROUND, PER_RANK = 20, 3, 2
-
-
-@pytest.fixture(scope="module")
-def tiny_data(tmp_path_factory):
-    from spin.body import BodyModel
-    from spin.data.synthetic import synthesize_dataset
-
-    torch.set_num_threads(1)
-    return synthesize_dataset(tmp_path_factory.mktemp("ranks_synth"), BodyModel.default(), n_train=N_TRAIN,
-                              n_test=4, image_size=32, seed=5, gt_fraction=0.25, progress=False)
+N_TRAIN, STEPS_PER_ROUND, PER_RANK = conftest.N_TRAIN, conftest.STEPS_PER_ROUND, conftest.PER_RANK
 
 
 @pytest.fixture
@@ -41,20 +30,6 @@ def ray_local(monkeypatch):
     workers_conftest.assert_no_ray_processes()
 
 
-def _config(data, run_dir: Path, mode: str, **extra):
-    """The tiny run's TrainConfig on 2 ranks, loaded as `spin train` loads it."""
-    from spin.cli.train import _default_config_path
-    from spin.config import TrainConfig
-    from spin.config_loading import load_config
-
-    values = {"distributed.num_workers": 2, "distributed.cpus_per_worker": 0.5, "distributed.timeout_s": 300,
-              "fitting.cpus_per_actor": 0.5, "fitting.batch_size": PER_RANK, "data.batch_size": PER_RANK,
-              "rounds.steps_per_round": STEPS_PER_ROUND, "rounds.overlay_images": 0,
-              "rounds.eval_batch_size": 4, "rounds.drain_fits_s": 60, "distributed.max_failures": 0, **extra}
-    overrides = e2e_conftest._e2e_overrides(data, run_dir, mode, **values)
-    return load_config(TrainConfig, _default_config_path(), overrides)
-
-
 def _rank_indices(rank: int, draws: int, seed: int) -> set[int]:
     from spin.training.sampler import ResumableSampler
 
@@ -67,7 +42,7 @@ def test_two_ranks_with_async_fitting_fill_one_store_and_write_rounds_once(tmp_p
     from store import FitsStore
 
     run = tmp_path / "run"
-    config = _config(tiny_data, run, "async")
+    config = rank_config(tiny_data, run, "async")
     rounds = run_training(config, run)
     assert [r["round"] for r in rounds] == [1, 2]
     assert sorted(p.name for p in run.glob("round_*")) == ["round_001", "round_002"]
@@ -94,9 +69,9 @@ def test_a_killed_rank_of_the_real_trainer_is_restarted_and_ends_as_an_uninterru
 
     extra = {"rounds.checkpoint_every": 2, "rounds.num_rounds": 1, "rounds.steps_per_round": 4}
     straight, killed = tmp_path / "straight", tmp_path / "killed"
-    launch(_config(tiny_data, straight, "off", **extra), straight)
+    launch(rank_config(tiny_data, straight, "off", **extra), straight)
     marker, starts = tmp_path / "killed_once", tmp_path / "starts.txt"
-    config = _config(tiny_data, killed, "off", **extra, **{"distributed.max_failures": 2})
+    config = rank_config(tiny_data, killed, "off", **extra, **{"distributed.max_failures": 2})
     import ray.cloudpickle
 
     ray.cloudpickle.register_pickle_by_value(rank_programs)  # ranks need not import the test folder
