@@ -31,7 +31,7 @@ WRITER_WAIT_S = 300.0  # ranks other than 0 wait this long for rank 0's store wr
 def build_rank_fitting(config: TrainConfig, store_path: Path, dataset_sizes: dict[str, int],
                        body_files: BodyFiles, rank: int, world_size: int) -> Any:
     """`spin.training.fitting.build_fitting` for rank `rank` of `world_size` (> 1); collective."""
-    from spin.training.fitting import NoFitting
+    from spin.training.fitting import NoFitting, open_declared
     from spin.training.supervision import CollateWithFits, StoreFitReader
     from store import FitsStore
 
@@ -40,15 +40,7 @@ def build_rank_fitting(config: TrainConfig, store_path: Path, dataset_sizes: dic
         raise UserError(f"Config fitting.mode is sync, which fits inside one process's step, but "
                         f"distributed.num_workers is {world_size}; use fitting.mode=async (or off).")
     threshold = config.fitting.smplify.threshold
-    store = None
-    if rank == 0:
-        store = FitsStore(store_path)
-        try:
-            for name, size in dataset_sizes.items():
-                store.declare_dataset(name, size)
-        except BaseException:
-            store.close()
-            raise
+    store = open_declared(store_path, dataset_sizes) if rank == 0 else None
     barrier()  # the datasets are declared before any other rank opens the store
     if mode == "off":
         # Nothing writes but rank 0 (round records); the others read the same (node-local) store.
