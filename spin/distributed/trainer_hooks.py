@@ -18,8 +18,19 @@ from torch import nn
 from spin.distributed.ddp import all_gather_objects, barrier, check_world_size, sum_across_ranks, wrap_model
 
 
-def training_module(model: nn.Module, device: torch.device, sync_batchnorm: bool) -> nn.Module:
-    """The module the training forward pass runs: DDP over the rank group, `model` itself on one rank."""
+def training_module(model: nn.Module, device: torch.device, sync_batchnorm: bool,
+                    world_size: int = 1) -> nn.Module:
+    """The module the training forward pass runs: DDP over the rank group, `model` itself on one rank.
+
+    world_size > 1 without a process group of that size is a programming error (ranks would train
+    apart and their collectives would silently do nothing): launch ranks with `spin.distributed.launch`.
+    """
+    import torch.distributed as dist
+
+    grouped = dist.is_available() and dist.is_initialized()
+    if world_size > 1 and not (grouped and dist.get_world_size() == world_size):
+        raise RuntimeError(f"Trainer built as one of {world_size} ranks without a process group of "
+                           "that size; start ranks with spin.distributed.launch (Ray Train or torchrun).")
     return wrap_model(model, device, sync_batchnorm)
 
 

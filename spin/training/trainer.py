@@ -95,7 +95,8 @@ class Trainer:
         if self.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
         # The training forward's module (DDP on N ranks); self.model, plain, for eval and checkpoints.
-        self.train_model = ranks.training_module(self.model, self.device, config.distributed.sync_batchnorm)
+        self.train_model = ranks.training_module(self.model, self.device, config.distributed.sync_batchnorm,
+                                                 world_size)
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=config.optim.lr,
                                           weight_decay=config.optim.weight_decay)
         self.scheduler = build_scheduler(self.optimizer, config.optim, self.total_steps)
