@@ -190,3 +190,5 @@ def test_real_trainer_on_two_nodes_supervises_the_remote_rank_without_lmdb(two_n
     assert remote and all(line["reader"] == "RemoteFitReader" for line in remote)
     assert sum(line["fit_supervised"] for line in remote) > 0
     assert not any(line["lmdb_mapped"] for line in remote)  # never opened off the store's node
+    local = [line for line in lines if line["node"] == line["writer_node"]]
+    assert any(line["lmdb_mapped"] for line in local)  # the probe does see it where it is opened
