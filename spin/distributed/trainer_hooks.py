@@ -60,7 +60,8 @@ def restore_rank_state(state: dict[str, Any], rank: int, world_size: int, checkp
 
 def round_totals(round_acc: dict[str, float]) -> dict[str, float]:
     """The round's counters summed over the ranks (collective); `steps_time` stays this rank's."""
-    totals = sum_across_ranks(round_acc)
+    totals = {k: round(v) if isinstance(round_acc[k], int) else v  # counts stay integers
+              for k, v in sum_across_ranks(round_acc).items()}
     totals["steps_time"] = round_acc["steps_time"]  # steps/s of one rank (they run in lockstep)
     return totals
 

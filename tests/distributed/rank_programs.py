@@ -152,8 +152,11 @@ def collectives_rank(rank: int, world: int, init: str, out: str) -> None:
     try:
         gathered = all_gather_objects({"rank": rank, "rng": torch.random.get_rng_state()[:4].tolist()})
         sums = sum_across_ranks({"samples": 4.0 + rank, "supervised_fit": float(rank)})
+        from spin.distributed.trainer_hooks import round_totals
+
+        totals = round_totals({"batches": 2 + rank, "loss/total": 0.5 * rank, "steps_time": float(rank)})
         barrier()
-        torch.save({"gathered": gathered, "sums": sums}, f"{out}/collectives{rank}.pt")
+        torch.save({"gathered": gathered, "sums": sums, "totals": totals}, f"{out}/collectives{rank}.pt")
     finally:
         dist.destroy_process_group()
 

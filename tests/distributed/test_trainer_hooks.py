@@ -41,3 +41,9 @@ def test_sync_fitting_on_several_ranks_is_refused_before_any_store_is_opened(tmp
     with pytest.raises(UserError, match="use fitting.mode=async"):
         build_rank_fitting(config, tmp_path / "fits.lmdb", {"synth": 4}, None, rank=0, world_size=2)
     assert not (tmp_path / "fits.lmdb").exists()
+
+
+def test_round_totals_keep_counts_integers_on_one_rank():
+    totals = ranks.round_totals({"batches": 3, "loss/total": 1.5, "steps_time": 0.25})
+    assert totals == {"batches": 3, "loss/total": 1.5, "steps_time": 0.25}
+    assert isinstance(totals["batches"], int)
