@@ -36,7 +36,7 @@ from spin.evaluation.evaluate import evaluate_model
 from spin.models import build_regressor
 from spin.training.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from spin.training.data_setup import TrainData, build_data
-from spin.training.devices import seed_everything, select_device
+from spin.training.device import seed_everything, select_device
 from spin.training.fitting import Fitting, close_all
 from spin.training.overlays import keypoint_overlay
 from spin.training.rounds import METRICS_FILE, round_dir, round_finished, train_fit_stats, write_metrics

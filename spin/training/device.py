@@ -1,4 +1,4 @@
-"""The device a run trains on, and the seeding of the global RNGs."""
+"""The run's torch device and seeding."""
 
 from __future__ import annotations
 
