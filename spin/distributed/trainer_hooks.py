@@ -71,6 +71,16 @@ def finish_round_end() -> None:
     barrier()
 
 
+def follow_round_end(trainer: Any) -> dict[str, Any]:
+    """A rank other than 0 at a round end (after draining its pool): its part of the collectives, in
+    rank 0's order; returns no metrics (rank 0 has them)."""
+    round_totals(trainer.round_acc)
+    trainer.round_acc = trainer._empty_round_acc()
+    trainer.state_dict()
+    finish_round_end()
+    return {}
+
+
 def build_fitting(config: Any, store_path: Any, dataset_sizes: dict[str, int], body: Any, body_files: Any,
                   device: torch.device, rank: int, world_size: int) -> Any:
     """`spin.training.fitting.build_fitting` on one rank; on several, rank 0 declares the datasets and

@@ -339,7 +339,7 @@ class Trainer:
             # the queue is bounded (a few batches per actor), so this is short.
             self.fitting.drain(cfg.rounds.drain_fits_s)
         if not self.is_main:
-            return self._follow_round_end()
+            return ranks.follow_round_end(self)
         stats = self.fitting.stats()
         fit_stats = {k: v for k, v in stats.items() if isinstance(v, int | float | str | type(None))}
         if "failed_by_reason" in stats:
@@ -392,14 +392,6 @@ class Trainer:
             self.logger.log(logged, step=self.step)
         ranks.finish_round_end()
         return metrics
-
-    def _follow_round_end(self) -> dict[str, Any]:
-        """A rank other than 0 at a round end: its part of the collectives, in rank 0's order."""
-        ranks.round_totals(self.round_acc)
-        self.round_acc = self._empty_round_acc()
-        self.state_dict()
-        ranks.finish_round_end()
-        return {}
 
     def _record_round(self, number: int, metrics: dict[str, Any]) -> None:
         summary = {k: metrics[k] for k in ("mpjpe", "pa_mpjpe", "frac_valid", "coverage", "mean_fit_loss",
