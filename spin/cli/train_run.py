@@ -47,6 +47,8 @@ def run_training(config: TrainConfig, run_dir: str | Path, resume: bool = False,
     """Train (or resume) the run in `run_dir`; print the rounds table and where things are."""
     console = console or Console()
     run_dir = Path(run_dir)
+    if config.distributed.enabled:
+        return _run_distributed(config, run_dir, resume, console)
     with progress_bar("setting up", console=console) as bar:
 
         def on_step(trainer: Trainer) -> None:
@@ -85,6 +87,20 @@ def scoring_line(scoring: dict) -> str:
         reasons = ", ".join(f"{reason} {count}" for reason, count in sorted(failed.items()))
         line += f" ({sum(failed.values())} left unscored: {reasons})"
     return line
+
+
+def _run_distributed(config: TrainConfig, run_dir: Path, resume: bool, console: Console) -> list[dict]:
+    """N data-parallel ranks under Ray Train (or torchrun); rank 0 writes the rounds; their table."""
+    from spin.distributed.launch import launch
+
+    dist_cfg = config.distributed
+    console.print(f"training on {dist_cfg.num_workers} ranks (effective batch "
+                  f"{dist_cfg.effective_batch(config.data.batch_size)})", highlight=False)
+    launch(config, run_dir, resume=resume)
+    rounds = load_rounds(run_dir)
+    console.print(rounds_table(rounds))
+    console.print(f"run folder: {run_dir}\nplot: {plot_rounds(rounds, run_dir / PLOT_FILE)}", highlight=False)
+    return rounds
 
 
 def _fmt(value: object, spec: str) -> str:

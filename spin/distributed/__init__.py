@@ -2,5 +2,7 @@
 
 `config` (the `distributed:` config section), `ddp` (process groups, model wrapping), `placement`
 (Ray Train scaling and the node budget), `launch` (one entry for 1 or N ranks), `remote_reads`
-(fit reads for ranks on nodes without the LMDB store). Nothing here is imported by `spin` core.
+(fit reads for ranks on nodes without the LMDB store), `rank_fitting` (one store writer, a fitting
+pool per rank) and `trainer_hooks` (what the `Trainer` calls; no-ops on one rank, the only module
+of this package the trainer imports).
 """

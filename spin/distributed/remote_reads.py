@@ -102,9 +102,9 @@ def fit_reader_for(store_path: str | os.PathLike, remote_store: Any | None = Non
     if remote_store is None:
         return StoreFitReader(store_path)
     if node_id is None:
-        from fitting_workers.runtime import current_node_id
+        import ray
 
-        node_id = current_node_id()
+        node_id = ray.get_runtime_context().get_node_id()
     if node_id == store_node_id(remote_store):
         return StoreFitReader(Path(store_path))
     return RemoteFitReader(remote_store)

@@ -145,6 +145,7 @@ class AsyncFitting:
         self.collate = collate
         self._buffer: FitJobBatch | None = None
         self._closers = list(closers or [])
+        self.prefetch_reader: Any = None  # a reader the loader's collate cannot run (a remote rank's)
 
     def supervision_for(self, batch, pred, step, round) -> Supervision:
         return batch["supervision"]
@@ -171,16 +172,10 @@ class AsyncFitting:
         close_all(self._closers)
 
 
-def build_fitting(config: TrainConfig, store_path: Path, dataset_sizes: dict[str, int], body: BodyModel,
-                  body_files: BodyFiles, device: torch.device) -> Fitting:
-    """The run's fitting, chosen once from `config.fitting.mode`, with its store opened.
-
-    Declares the training datasets (name → size) before any writer starts; then exactly one writer:
-    this process (`off`, `sync`) or the store writer actor (`async`).
-    """
+def open_declared(store_path: Path, dataset_sizes: dict[str, int]) -> Any:
+    """The store at `store_path`, opened for writing, with the training datasets (name → size) declared."""
     from store import FitsStore
 
-    threshold = config.fitting.smplify.threshold
     store = FitsStore(store_path)
     try:
         for name, size in dataset_sizes.items():
@@ -188,6 +183,18 @@ def build_fitting(config: TrainConfig, store_path: Path, dataset_sizes: dict[str
     except BaseException:
         store.close()
         raise
+    return store
+
+
+def build_fitting(config: TrainConfig, store_path: Path, dataset_sizes: dict[str, int], body: BodyModel,
+                  body_files: BodyFiles, device: torch.device) -> Fitting:
+    """The run's fitting, chosen once from `config.fitting.mode`, with its store opened.
+
+    Declares the training datasets (name → size) before any writer starts; then exactly one writer:
+    this process (`off`, `sync`) or the store writer actor (`async`).
+    """
+    threshold = config.fitting.smplify.threshold
+    store = open_declared(store_path, dataset_sizes)
     mode = config.fitting.mode
     if mode == "off":
         return NoFitting(store, CollateWithFits(StoreFitReader(store_path), threshold))

@@ -13,8 +13,9 @@ and at each round end) holds everything `--resume` needs to continue exactly: mo
 scheduler, AMP scaler, step, RNG states, the sampler position (= steps × batch size) and the
 wandb run id.
 
-DDP-ready: the sampler shards draws by rank; only rank 0 logs, evaluates and writes checkpoints.
-Single process today (rank 0 of 1; `torch.distributed` is not required).
+Data-parallel: with `rank`/`world_size` from `spin.distributed.launch` (a process group already
+set up), the training forward runs through DDP, the sampler shards draws by rank, and only rank 0
+logs, evaluates and writes checkpoints (`spin.distributed.trainer_hooks`). One rank: no group.
 """
 
 from __future__ import annotations
@@ -32,13 +33,14 @@ from spin.body import BodyModel, load_mean_params, resolve_body_files
 from spin.camera import CropCamera
 from spin.config import TrainConfig
 from spin.config_loading import config_to_yaml
+from spin.distributed import trainer_hooks as ranks
 from spin.errors import UserError
 from spin.evaluation.evaluate import evaluate_model
 from spin.models import build_regressor, load_regressor
 from spin.training.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from spin.training.data_setup import TrainData, build_data
 from spin.training.device import seed_everything, select_device
-from spin.training.fitting import Fitting, build_fitting, close_all
+from spin.training.fitting import Fitting, close_all
 from spin.training.round_images import round_overlays
 from spin.training.rounds import (
     METRICS_FILE,
@@ -98,7 +100,7 @@ class Trainer:
         self._closers: list[Any] = []
         self.store_path = Path(config.store) if config.store else self.run_dir / STORE_DIR
         state = self._start_or_resume(resume)
-        seed_everything(config.seed)
+        seed_everything(ranks.rank_seed(config.seed, rank))
 
         self.body_files = resolve_body_files(config.body.body_model, config.body.joint_regressor_extra,
                                              config.body.prior, config.body.mean_params)
@@ -108,6 +110,9 @@ class Trainer:
         self.model = build_regressor(config.model, mean_params).to(self.device)
         if self.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
+        # The training forward's module (DDP on N ranks); self.model, plain, for eval and checkpoints.
+        self.train_model = ranks.training_module(self.model, self.device, config.distributed.sync_batchnorm,
+                                                 world_size)
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=config.optim.lr,
                                           weight_decay=config.optim.weight_decay)
         self.scheduler = build_scheduler(self.optimizer, config.optim, self.total_steps)
@@ -126,8 +131,8 @@ class Trainer:
 
         try:
             self.scoring = self._score_stored_fits()
-            self.fitting: Fitting = build_fitting(config, self.store_path, self.data.sizes, self.body,
-                                                  self.body_files, self.device)
+            self.fitting: Fitting = ranks.build_fitting(config, self.store_path, self.data.sizes, self.body,
+                                                        self.body_files, self.device, rank, world_size)
             self._closers.append(self.fitting.close)
             self.store = self.fitting.store  # local reads: statistics, counters, snapshots
             self.collate = self.fitting.collate
@@ -218,6 +223,7 @@ class Trainer:
             "round_acc": dict(self.round_acc),
             "elapsed_s": self.elapsed_s,
             "config": asdict(self.config),
+            **ranks.rank_state(rng_state(), self.round_acc, self.world_size),  # collective
         }
 
     def _load_state(self, state: dict[str, Any]) -> None:
@@ -230,15 +236,19 @@ class Trainer:
         self.round_start_count = int(state.get("round_start_count", 0))
         self.round_acc = dict(state.get("round_acc") or self._empty_round_acc())
         self.elapsed_before = float(state.get("elapsed_s", 0.0))
-        set_rng_state(state["rng"])
+        last = str(self.run_dir / LAST_CHECKPOINT)
+        rng, acc = ranks.restore_rank_state(state, self.rank, self.world_size, last)
+        self.round_acc = acc or self.round_acc
+        set_rng_state(rng)
 
     @property
     def elapsed_s(self) -> float:
         return self.elapsed_before + time.monotonic() - self.started
 
     def save_last(self) -> None:
+        state = self.state_dict()  # on every rank: it gathers the ranks' RNG states
         if self.is_main:
-            save_checkpoint(self.run_dir / LAST_CHECKPOINT, self.state_dict())
+            save_checkpoint(self.run_dir / LAST_CHECKPOINT, state)
 
     # ----------------------------------------------------------------------------- loop
 
@@ -268,7 +278,7 @@ class Trainer:
         finished: list[dict[str, Any]] = []
         if self.step > 0 and self.step % spr == 0 and not round_finished(self.run_dir, self.step // spr):
             finished.append(self.end_round(self.step // spr))  # killed during the round's end work
-        batches = iter(self.loader)
+        batches = ranks.training_batches(self.loader, self.fitting, self.threshold)
         while self.step < self.total_steps:
             batch = next(batches)
             self.train_step(batch)
@@ -304,7 +314,7 @@ class Trainer:
         self.model.train()
         cpu_batch = self.last_batch = batch  # kept for inspection (tests, overlays)
         batch = self._to_device(batch)
-        pred = predict(self.model, self.body, batch["img"], self.camera,
+        pred = predict(self.train_model, self.body, batch["img"], self.camera,
                        need_vertices=cfg.losses.vertex_weight > 0, amp_dtype=self.amp_dtype)
         round_number = self.current_round
         supervision = self.fitting.supervision_for(cpu_batch, pred, self.step, round_number)
@@ -365,6 +375,8 @@ class Trainer:
             # The round's statistics and snapshot should include the fits of its own predictions;
             # the queue is bounded (a few batches per actor), so this is short.
             self.fitting.drain(cfg.rounds.drain_fits_s)
+        if not self.is_main:
+            return ranks.follow_round_end(self)
         stats = self.fitting.stats()
         fit_stats = {k: v for k, v in stats.items() if isinstance(v, int | float | str | type(None))}
         if "failed_by_reason" in stats:
@@ -375,7 +387,7 @@ class Trainer:
         new_in_round = store_stats["fits_count"] - self.round_start_count
         evaluation = evaluate_model(self.model, self.body, self.test_loader, self.device,
                                     max_samples=cfg.rounds.eval_max_samples, amp_dtype=self.amp_dtype)
-        acc = self.round_acc
+        acc = ranks.round_totals(self.round_acc)  # collective
         batches = max(1, acc["batches"])
         metrics: dict[str, Any] = {
             "round": number,
@@ -419,6 +431,7 @@ class Trainer:
             logged |= {f"fits/{k}": metrics[k] for k in ("frac_valid", "frac_valid_of_train", "coverage",
                                                           "mean_fit_loss", "fits_improved_in_round")}
             self.logger.log(logged, step=self.step)
+        ranks.finish_round_end()
         return metrics
 
     def _record_round(self, number: int, metrics: dict[str, Any]) -> None:

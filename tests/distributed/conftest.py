@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from rank_programs import mapped_files  # noqa: F401 - the tests' home of it is rank_programs
 
 sys.path.insert(0, str(Path(__file__).parent))  # ranks spawned by these tests import rank_programs
 TESTS = Path(__file__).resolve().parents[1]
@@ -81,16 +82,32 @@ def collated_batch(keys: list[str]) -> dict:
             "has_smpl": torch.zeros(count, dtype=torch.bool)}
 
 
-def mapped_files(name: str) -> list[str]:
-    """Files named `name` that this process has open or memory-mapped (LMDB maps data.mdb)."""
-    hits = []
-    for fd in Path("/proc/self/fd").iterdir():
-        try:
-            target = os.readlink(fd)
-        except OSError:
-            continue
-        if target.endswith(name):
-            hits.append(target)
-    hits += [line.split()[-1] for line in Path("/proc/self/maps").read_text().splitlines()
-             if line.endswith(name)]
-    return hits
+# The real Trainer on ranks: a tiny synthetic dataset and run (tests/e2e's overrides, smaller).
+e2e_conftest = _load("e2e_conftest", TESTS / "e2e" / "conftest.py")
+N_TRAIN, STEPS_PER_ROUND, PER_RANK = 20, 3, 2
+
+
+@pytest.fixture(scope="session")
+def tiny_data(tmp_path_factory):
+    import torch
+
+    from spin.body import BodyModel
+    from spin.data.synthetic import synthesize_dataset
+
+    torch.set_num_threads(1)
+    return synthesize_dataset(tmp_path_factory.mktemp("ranks_synth"), BodyModel.default(), n_train=N_TRAIN,
+                              n_test=4, image_size=32, seed=5, gt_fraction=0.25, progress=False)
+
+
+def rank_config(data, run_dir: Path, mode: str, **extra):
+    """The tiny run's TrainConfig on 2 ranks, loaded as `spin train` loads it."""
+    from spin.cli.train import _default_config_path
+    from spin.config import TrainConfig
+    from spin.config_loading import load_config
+
+    values = {"distributed.num_workers": 2, "distributed.cpus_per_worker": 0.5, "distributed.timeout_s": 300,
+              "fitting.cpus_per_actor": 0.5, "fitting.batch_size": PER_RANK, "data.batch_size": PER_RANK,
+              "rounds.steps_per_round": STEPS_PER_ROUND, "rounds.overlay_images": 0,
+              "rounds.eval_batch_size": 4, "rounds.drain_fits_s": 60, "distributed.max_failures": 0, **extra}
+    overrides = e2e_conftest._e2e_overrides(data, run_dir, mode, **values)
+    return load_config(TrainConfig, _default_config_path(), overrides)

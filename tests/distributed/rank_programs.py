@@ -152,7 +152,81 @@ def collectives_rank(rank: int, world: int, init: str, out: str) -> None:
     try:
         gathered = all_gather_objects({"rank": rank, "rng": torch.random.get_rng_state()[:4].tolist()})
         sums = sum_across_ranks({"samples": 4.0 + rank, "supervised_fit": float(rank)})
+        from spin.distributed.trainer_hooks import round_totals
+
+        totals = round_totals({"batches": 2 + rank, "loss/total": 0.5 * rank, "steps_time": float(rank)})
         barrier()
-        torch.save({"gathered": gathered, "sums": sums}, f"{out}/collectives{rank}.pt")
+        torch.save({"gathered": gathered, "sums": sums, "totals": totals}, f"{out}/collectives{rank}.pt")
     finally:
         dist.destroy_process_group()
+
+
+class KillingTrainer:
+    """The real Trainer; rank `die_rank` SIGKILLs its own process once after step `die_step`
+    (leaving `marker`), as a crashed node would. A factory for `launch`."""
+
+    def __init__(self, die_rank: int, die_step: int, marker: str, starts: str):
+        self.die_rank, self.die_step, self.marker, self.starts = die_rank, die_step, marker, starts
+
+    def __call__(self, config, run_dir, resume=False, rank=0, world_size=1):
+        import os
+        import signal
+
+        from spin.training.trainer import Trainer
+
+        def on_step(trainer) -> None:
+            if rank == self.die_rank and trainer.step == self.die_step and not os.path.exists(self.marker):
+                open(self.marker, "w").close()
+                os.kill(os.getpid(), signal.SIGKILL)
+
+        trainer = Trainer(config, run_dir, resume=resume, on_step=on_step, rank=rank, world_size=world_size)
+        with open(self.starts, "a") as log:
+            log.write(f"{rank} {trainer.step}\n")
+        return trainer
+
+
+def mapped_files(name: str) -> list[str]:
+    """Files named `name` that this process has open or memory-mapped (LMDB maps data.mdb)."""
+    import os
+    from pathlib import Path
+
+    hits = []
+    for fd in Path("/proc/self/fd").iterdir():
+        try:
+            target = os.readlink(fd)
+        except OSError:
+            continue
+        if target.endswith(name):
+            hits.append(target)
+    hits += [line.split()[-1] for line in Path("/proc/self/maps").read_text().splitlines()
+             if line.endswith(name)]
+    return hits
+
+
+class ObservedTrainer:
+    """The real Trainer; after every step each rank appends what it saw to `log` (one JSON line):
+    its rank and Ray node, how many of its batch's samples fits supervised, its reader's kind, and
+    whether this process has the LMDB file open or mapped. A factory for `launch`."""
+
+    def __init__(self, log: str):
+        self.log = log
+
+    def __call__(self, config, run_dir, resume=False, rank=0, world_size=1):
+        import json
+
+        import ray
+
+        from spin.training.trainer import Trainer
+
+        node = ray.get_runtime_context().get_node_id()
+
+        def on_step(trainer) -> None:
+            reader = getattr(trainer.fitting, "prefetch_reader", None) or trainer.collate.reader
+            line = {"rank": rank, "node": node, "step": trainer.step,
+                    "fit_supervised": int(trainer.last_supervision.from_fit.sum()),
+                    "reader": type(reader).__name__, "lmdb_mapped": bool(mapped_files("data.mdb")),
+                    "writer_node": ray.get(trainer.fitting.writer.handle.node_id.remote(), timeout=60)}
+            with open(self.log, "a") as out:
+                out.write(json.dumps(line) + "\n")
+
+        return Trainer(config, run_dir, resume=resume, on_step=on_step, rank=rank, world_size=world_size)

@@ -97,7 +97,9 @@ def test_resume_with_another_world_size_is_a_clear_error():
 def test_gather_and_sum_across_ranks(tmp_path, init_file):
     run_ranks(collectives_rank, WORLD, (WORLD, init_file, str(tmp_path)))
     results = [torch.load(tmp_path / f"collectives{r}.pt") for r in range(WORLD)]
-    for result in results:
+    for rank, result in enumerate(results):
         assert [item["rank"] for item in result["gathered"]] == [0, 1]
         assert result["sums"] == {"samples": 9.0, "supervised_fit": 1.0}
+        assert result["totals"] == {"batches": 5, "loss/total": 0.5, "steps_time": float(rank)}
+        assert isinstance(result["totals"]["batches"], int)  # counts stay integers in the metrics
     assert all_gather_objects("alone") == ["alone"] and sum_across_ranks({"a": 2.0}) == {"a": 2.0}

@@ -78,3 +78,18 @@ def test_a_rank_user_error_comes_back_as_the_sentence():
     failed = WorkerGroupError("rank 1 failed", {0: RuntimeError("peer gone"), 1: mistake})
     assert _user_error_in(failed) is mistake
     assert _user_error_in(WorkerGroupError("oom", {0: MemoryError()})) is None
+
+
+@pytest.mark.e2e
+@pytest.mark.timeout(300)
+def test_one_rank_of_the_real_trainer_runs_in_this_process(tmp_path, tiny_data):
+    from conftest import rank_config
+
+    run = tmp_path / "run"
+    config = rank_config(tiny_data, run, "off", **{"distributed.num_workers": 1, "rounds.num_rounds": 1,
+                                                    "rounds.steps_per_round": 2})
+    rounds = launch(config, run)
+    assert [r["round"] for r in rounds] == [1]
+    state = torch.load(run / "last.pt", weights_only=False)
+    assert state["step"] == 2 and state["world_size"] == 1
+    assert torch.equal(state["rng_per_rank"][0]["torch"], state["rng"]["torch"])

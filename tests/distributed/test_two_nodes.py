@@ -20,7 +20,9 @@ import time
 
 import numpy as np
 import pytest
-from conftest import cluster_helpers, collated_batch, mapped_files, put_fits
+import rank_programs
+from conftest import N_TRAIN as N_TRAIN_RANKS
+from conftest import cluster_helpers, collated_batch, mapped_files, put_fits, rank_config
 
 pytestmark = [
     pytest.mark.e2e,
@@ -136,7 +138,7 @@ def test_a_rank_on_the_second_node_reads_fits_without_opening_lmdb(two_nodes, tm
         writer.declare_dataset("synth", len(KEYS))
         put_fits(writer, KEYS[:4], loss=np.array([10.0, 20.0, 30.0, 500.0]))  # written on node 1
         on_node_two = ray.remote(num_cpus=0, resources={"worker_node": 0.01})(_rank_on_node_two)
-        local_modules = [sys.modules[__name__], sys.modules[collated_batch.__module__]]
+        local_modules = [sys.modules[__name__], sys.modules[collated_batch.__module__], rank_programs]
         for module in local_modules:  # Ray's workers cannot import the test folder: ship by value
             ray.cloudpickle.register_pickle_by_value(module)
         try:
@@ -151,3 +153,42 @@ def test_a_rank_on_the_second_node_reads_fits_without_opening_lmdb(two_nodes, tm
         writer.kill()
     finally:
         ray.shutdown()  # the fixture then stops both nodes and checks that nothing is left
+
+
+def test_real_trainer_on_two_nodes_supervises_the_remote_rank_without_lmdb(two_nodes, tmp_path, tiny_data):
+    """Two ranks of the real Trainer, one per node (placement spread); the store, pre-filled with good
+    fits, lives on rank 0's node; the other rank gets fit supervision through the writer actor."""
+    from spin.distributed.launch import launch
+    from store import FitsStore
+
+    address, temp_dir, nodes = two_nodes
+    store_path = tmp_path / "fits.lmdb"
+    with FitsStore(store_path) as store:
+        store.declare_dataset("synth", N_TRAIN_RANKS)
+        put_fits(store, [f"synth/{i}" for i in range(N_TRAIN_RANKS)], loss=5.0)  # under the threshold
+    log = tmp_path / "steps.jsonl"
+    config = rank_config(tiny_data, tmp_path / "run", "async", **{
+        "store": str(store_path), "distributed.placement": '"spread"', "rounds.num_rounds": 1,
+        "fitting.ray_address": f'"{address}"', "rounds.drain_fits_s": 5})
+    _connect(address, temp_dir)  # launch uses this driver's connection (it started no Ray of its own)
+    ray_modules = [rank_programs]
+    import ray
+
+    for module in ray_modules:
+        ray.cloudpickle.register_pickle_by_value(module)
+    try:
+        launch(config, tmp_path / "run", factory=rank_programs.ObservedTrainer(str(log)))
+    finally:
+        for module in ray_modules:
+            ray.cloudpickle.unregister_pickle_by_value(module)
+        ray.shutdown()
+    lines = [json.loads(line) for line in log.read_text().splitlines()]
+    by_rank = {r: [line for line in lines if line["rank"] == r] for r in (0, 1)}
+    assert all(by_rank.values()), "a rank took no step"
+    assert {by_rank[0][0]["node"], by_rank[1][0]["node"]} == set(nodes.values())  # one rank per node
+    remote = [line for line in lines if line["node"] != line["writer_node"]]
+    assert remote and all(line["reader"] == "RemoteFitReader" for line in remote)
+    assert sum(line["fit_supervised"] for line in remote) > 0
+    assert not any(line["lmdb_mapped"] for line in remote)  # never opened off the store's node
+    local = [line for line in lines if line["node"] == line["writer_node"]]
+    assert any(line["lmdb_mapped"] for line in local)  # the probe does see it where it is opened
