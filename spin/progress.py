@@ -53,3 +53,11 @@ def progress_bar(description: str, total: float | None = None, console: Console 
                TextColumn("{task.fields[info]}"), TimeElapsedColumn(), TimeRemainingColumn())
     with Progress(*columns, console=console, transient=transient) as progress:
         yield ProgressBar(progress, progress.add_task(description, total=total, info=""))
+
+
+def report_console() -> Console:
+    """A console for the commands' tables: the terminal's width, or 160 columns when the output goes
+    to a file or a pipe (rich would use 80 there and squeeze wide tables such as the rounds table)."""
+    import sys
+
+    return Console() if sys.stdout.isatty() else Console(width=160)

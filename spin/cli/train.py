@@ -10,11 +10,12 @@ from pathlib import Path
 from typing import Optional
 
 import typer
-from rich.console import Console
+
+from spin.progress import report_console
 
 DEFAULT_CONFIG = Path(__file__).resolve().parents[2] / "configs" / "default.yaml"
 
-console = Console()
+console = report_console()
 
 
 def _default_config_path() -> Path:

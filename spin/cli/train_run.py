@@ -12,7 +12,7 @@ from rich.console import Console
 from rich.table import Table
 
 from spin.config import TrainConfig
-from spin.progress import progress_bar
+from spin.progress import progress_bar, report_console
 from spin.training.rounds import PLOT_FILE, load_rounds, plot_rounds
 from spin.training.trainer import Trainer
 
@@ -45,7 +45,7 @@ def stop_on_signals(trainer: Trainer) -> Iterator[None]:
 def run_training(config: TrainConfig, run_dir: str | Path, resume: bool = False,
                  console: Console | None = None) -> list[dict]:
     """Train (or resume) the run in `run_dir`; print the rounds table and where things are."""
-    console = console or Console()
+    console = console or report_console()
     run_dir = Path(run_dir)
     if config.distributed.enabled:
         return _run_distributed(config, run_dir, resume, console)
@@ -121,7 +121,7 @@ def rounds_table(rounds: list[dict]) -> Table:
                "fits\nimproved", "fitted", "dropped", "steps\n/s"]
     truth = any(r.get("fits_mpjpe") is not None for r in rounds)
     if truth:
-        columns[3:3] = ["fits\nMPJPE", "fits PA-\nMPJPE"]
+        columns[4:4] = ["fits\nMPJPE", "fits PA-\nMPJPE"]
     for column in columns:
         table.add_column(column, justify="right")
     for r in rounds:
@@ -131,6 +131,6 @@ def rounds_table(rounds: list[dict]) -> Table:
                _fmt(r.get("fits_improved_in_round"), "d"), _fmt(r.get("fitted_share"), ".1%"),
                _fmt(r.get("fits_dropped_in_round"), "d"), _fmt(r.get("steps_per_s"), ".2f")]
         if truth:
-            row[3:3] = [_fmt(r.get("fits_mpjpe"), ".1f"), _fmt(r.get("fits_pa_mpjpe"), ".1f")]
+            row[4:4] = [_fmt(r.get("fits_mpjpe"), ".1f"), _fmt(r.get("fits_pa_mpjpe"), ".1f")]
         table.add_row(*row)
     return table
