@@ -141,6 +141,16 @@ class SpinImageDataset(Dataset):
                             "synthetic data (`spin data synth`) or set data.synthetic.representation=rgb."
                             ) from None
 
+    def display_image(self, img: torch.Tensor) -> torch.Tensor:
+        """An item's `img` (C,R,R) as an ImageNet-normalised RGB crop (3,R,R) for overlays: itself for
+        rgb; otherwise each pixel's strongest channel as a grey level (a part map shows its parts)."""
+        if self.representation == "rgb":
+            return img
+        strongest = img.float().argmax(0) + 1
+        grey = torch.where(img.float().amax(0) > 0, strongest / img.shape[0], torch.zeros(()))
+        rgb = grey[..., None].expand(-1, -1, 3).numpy()
+        return torch.from_numpy(((rgb - IMAGENET_MEAN) / IMAGENET_STD).transpose(2, 0, 1).astype(np.float32))
+
     def __getitem__(self, index: int) -> dict:
         params = sample_augmentation(self.augment) if self.augment is not None else AugmentParams()
         return self.item(index, params)

@@ -374,7 +374,7 @@ class Trainer:
         counters = self.store.counters()
         accepted_in_round = int(counters.get("by_round", {}).get(str(number), {}).get("accepted", 0))
         new_in_round = store_stats["fits_count"] - self.round_start_count
-        evaluation = evaluate_model(self.model, self.body, self.test_loader, self.device,
+        evaluation = evaluate_model(self.model, self.body, self.test_loader, self.device, camera=self.camera,
                                     max_samples=cfg.rounds.eval_max_samples, amp_dtype=self.amp_dtype)
         acc = self.round_acc
         batches = max(1, acc["batches"])
@@ -438,7 +438,8 @@ class Trainer:
         from PIL import Image
 
         for i, item in enumerate(items):
-            array = keypoint_overlay(item["img"], pred.keypoints_2d[i], item["keypoints"])
+            shown = self.data.test.display_image(item["img"])  # non-RGB inputs shown as grey levels
+            array = keypoint_overlay(shown, pred.keypoints_2d[i], item["keypoints"])
             path = folder / f"overlay_{i:02d}.png"
             Image.fromarray(array).save(path)
             paths.append(str(path))
