@@ -65,7 +65,8 @@ def test_every_ief_iteration_is_returned_when_asked_and_the_last_is_the_predicti
     out = model(images, return_iterations=True)
     assert plain.rotmat_iters is None and plain.betas_iters is None
     assert out.rotmat_iters.shape == (3, 2, 24, 3, 3) and out.betas_iters.shape == (3, 2, 10)
-    assert torch.allclose(out.rotmat, plain.rotmat, atol=1e-6) and torch.equal(out.rotmat, out.rotmat_iters[-1])
+    assert torch.allclose(out.rotmat, plain.rotmat, atol=1e-6)
+    assert torch.equal(out.rotmat, out.rotmat_iters[-1])
     assert torch.allclose(out.betas, plain.betas) and torch.equal(out.betas, out.betas_iters[-1])
     # the iterations are distinct estimates (large heads: each residual step moves)
     assert not torch.allclose(out.rotmat_iters[0], out.rotmat_iters[-1], atol=1e-4)
