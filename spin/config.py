@@ -10,7 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from fitting_workers.config import FittingConfig
+from spin.adversarial import AdversarialConfig
 from spin.data.augment import AugmentConfig
+from spin.data.representations import check_representation, representation_channels
 from spin.distributed.config import DistributedConfig
 from spin.errors import UserError
 from spin.losses import LossConfig
@@ -42,6 +44,9 @@ class SyntheticDataConfig:
     # 3D joints (`S`) for every train row (SPIN's layout of a 3D dataset), or only for the
     # gt_fraction rows: then the others have no 3D supervision at all and must learn it from fits.
     joints3d_for_all: bool = False
+    # What the network sees (NBF, Omran et al. 2018): rgb, silhouette, parts3/6/12/24 or
+    # heatmaps14/24 (spin.data.representations.REPRESENTATIONS); same people, cameras, keypoints.
+    representation: str = "rgb"
 
 
 @dataclass
@@ -128,6 +133,7 @@ class TrainConfig:
     fitting: FittingConfig = field(default_factory=FittingConfig)
     wandb: WandbConfig = field(default_factory=WandbConfig)
     distributed: DistributedConfig = field(default_factory=DistributedConfig)
+    adversarial: AdversarialConfig = field(default_factory=AdversarialConfig)
 
     def __post_init__(self) -> None:
         if self.optim.amp in ("False", "false"):  # YAML 1.1 reads a bare `off` as a boolean
@@ -149,6 +155,12 @@ class TrainConfig:
         for ok, key, fix in checks:
             if not ok:
                 raise UserError(f"Config key {key} has an invalid value; set it to {fix}.")
+        representation = check_representation(self.data.synthetic.representation)
+        if representation != "rgb" and self.data.source != "synthetic":
+            raise UserError(f"Config key data.synthetic.representation is {representation!r} but data.source "
+                            "is 'files'; only the synthetic renderer has part maps, set it to rgb.")
+        # The network's first conv follows the input representation (one home: the data config).
+        self.model.in_channels = representation_channels(representation)
         if self.data.source == "files" and (not self.data.train or self.data.test is None):
             raise UserError("Config data.source is 'files' but data.train or data.test is empty; list the "
                             "SPIN-format datasets there (name, annotations, images or h5).")

@@ -28,6 +28,11 @@ class LossConfig:
     vertex_weight: float = 0.0  # L1 per-vertex loss against the supervising mesh
     camera_weight: float = 1.0  # (exp(-10 s))^2 keeps the weak-perspective scale positive
     scale: float = 60.0
+    # NBF's supervision modes (Omran et al. 2018, loss ablation): each switch drops exactly its
+    # term(s) from the total, the weights above stay as they are. latent = rotation matrices + betas.
+    latent: bool = True
+    joints_3d: bool = True
+    joints_2d: bool = True
 
 
 def _masked_mean(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -92,11 +97,15 @@ def camera_loss(pred_cam: torch.Tensor) -> torch.Tensor:
 
 def total_loss(terms: dict[str, torch.Tensor], config: LossConfig) -> torch.Tensor:
     """SPIN's weighted sum × scale of the terms `keypoints_2d`, `keypoints_3d`, `pose`, `betas`,
-    `vertices` (optional), `camera`."""
-    total = (config.keypoint_weight * (terms["keypoints_2d"] + terms["keypoints_3d"])
-             + config.pose_weight * terms["pose"]
-             + config.beta_weight * terms["betas"]
-             + config.camera_weight * terms["camera"])
+    `vertices` (optional), `camera`; the switches `joints_2d`, `joints_3d`, `latent` (pose and betas)
+    leave their terms out."""
+    total = config.camera_weight * terms["camera"]
+    if config.joints_2d:
+        total = total + config.keypoint_weight * terms["keypoints_2d"]
+    if config.joints_3d:
+        total = total + config.keypoint_weight * terms["keypoints_3d"]
+    if config.latent:
+        total = total + config.pose_weight * terms["pose"] + config.beta_weight * terms["betas"]
     if "vertices" in terms:
         total = total + config.vertex_weight * terms["vertices"]
     return config.scale * total

@@ -5,7 +5,9 @@ folder or from an HDF5 pack (`spin.data.h5pack`), crops each person box to the n
 with the sample's augmentation, and returns the item dict of the data ↔ trainer contract:
 
 =================  ==========================================================================
-`img`              (3, R, R) float32, ImageNet-normalised, augmented crop
+`img`              (3, R, R) float32, ImageNet-normalised, augmented crop; for a non-RGB
+                   `representation` (C, R, R) float32 in [0, 1] (NBF's silhouette, part or
+                   heatmap channels of `spin.data.representations`), same crop and keypoints
 `keypoints`        (49, 3) float32 augmented keypoints, x/y normalised to [−1, 1] (2·x/R − 1), conf
 `keypoints_crop`   (49, 3) float32 CANONICAL (no augmentation) 224-px crop pixels, for SMPLify
 `pose`, `betas`    (72,), (10,) float32 GT SMPL in the augmented frame (zeros when absent)
@@ -47,6 +49,13 @@ from spin.data.augment import (
     sample_augmentation,
 )
 from spin.data.h5pack import ImagePack, is_image_pack
+from spin.data.representations import (
+    check_representation,
+    crop_part_map,
+    decode_part_map,
+    part_map_name,
+    representation_input,
+)
 from spin.data.spin_format import SpinAnnotations, load_spin_npz
 from spin.errors import UserError
 
@@ -61,11 +70,14 @@ class SpinImageDataset(Dataset):
     annotations: a SPIN `.npz` path (or already loaded `SpinAnnotations`); images: the folder the
     `imgname` paths are relative to, or an image pack `.h5` (default: the `.npz`'s folder); name:
     the dataset name used in keys (default: the `.npz` file stem); img_res: network input size R;
-    augment: SPIN's augmentation distribution, None for none (evaluation).
+    augment: SPIN's augmentation distribution, None for none (evaluation); representation: what `img`
+    holds (`rgb`, or one of NBF's that need the `<stem>_parts.png` label map beside each image, as
+    the synthetic renderer writes).
     """
 
     def __init__(self, annotations: str | Path | SpinAnnotations, images: str | Path | None = None,
-                 name: str | None = None, img_res: int = CROP_RES, augment: AugmentConfig | None = None):
+                 name: str | None = None, img_res: int = CROP_RES, augment: AugmentConfig | None = None,
+                 representation: str = "rgb"):
         self.annotations = (annotations if isinstance(annotations, SpinAnnotations)
                             else load_spin_npz(annotations, img_res=SMPLIFY_RES))
         self.name = name or self.annotations.path.stem
@@ -74,6 +86,7 @@ class SpinImageDataset(Dataset):
                             "pick another.")
         self.img_res = int(img_res)
         self.augment = augment
+        self.representation = check_representation(representation)
         self.images_path = Path(images) if images is not None else self.annotations.path.parent
         self.pack: ImagePack | None = None
         if self.images_path.is_file() and is_image_pack(self.images_path):
@@ -114,6 +127,30 @@ class SpinImageDataset(Dataset):
             raise UserError(f"Image {path} (row {index} of {self.annotations.path.name}) does not exist; "
                             "pass the folder its imgname paths are relative to.") from None
 
+    def load_part_map(self, index: int) -> np.ndarray:
+        """The 24-part label map (H,W) int8 (−1 background) of row `index`'s image."""
+        name = part_map_name(str(self.annotations.imgname[index]))
+        try:
+            if self.pack is not None:
+                return decode_part_map(Image.open(io.BytesIO(self.pack.read(name))))
+            with Image.open(self.images_path / name) as image:
+                return decode_part_map(image)
+        except (FileNotFoundError, KeyError):
+            raise UserError(f"Part map {name} (row {index} of {self.annotations.path.name}) does not exist, "
+                            f"so representation {self.representation!r} cannot be built; regenerate the "
+                            "synthetic data (`spin data synth`) or set data.synthetic.representation=rgb."
+                            ) from None
+
+    def display_image(self, img: torch.Tensor) -> torch.Tensor:
+        """An item's `img` (C,R,R) as an ImageNet-normalised RGB crop (3,R,R) for overlays: itself for
+        rgb; otherwise each pixel's strongest channel as a grey level (a part map shows its parts)."""
+        if self.representation == "rgb":
+            return img
+        strongest = img.float().argmax(0) + 1
+        grey = torch.where(img.float().amax(0) > 0, strongest / img.shape[0], torch.zeros(()))
+        rgb = grey[..., None].expand(-1, -1, 3).numpy()
+        return torch.from_numpy(((rgb - IMAGENET_MEAN) / IMAGENET_STD).transpose(2, 0, 1).astype(np.float32))
+
     def __getitem__(self, index: int) -> dict:
         params = sample_augmentation(self.augment) if self.augment is not None else AugmentParams()
         return self.item(index, params)
@@ -125,15 +162,21 @@ class SpinImageDataset(Dataset):
             raise IndexError(f"index {index} out of range for dataset '{self.name}' of {len(self)} rows")
         ann = self.annotations
         res = self.img_res
-        crop = crop_image(self.load_image(index), ann.center[index], float(ann.scale[index]) * params.scale,
-                          res, params.rot_deg, params.flip)
-        img = apply_pixel_noise(crop, params.pixel_noise) / 255.0
-        img = (img - IMAGENET_MEAN) / IMAGENET_STD
-
         canonical = ann.keypoints[index]  # (49, 3) in the 224 crop
         at_res = canonical.copy()
         at_res[:, :2] *= res / SMPLIFY_RES
         keypoints = augment_keypoints(at_res[None], params.flip, params.rot_deg, params.scale, res)[0]
+        box_scale = float(ann.scale[index]) * params.scale
+        if self.representation == "rgb":
+            crop = crop_image(self.load_image(index), ann.center[index], box_scale, res, params.rot_deg,
+                              params.flip)
+            img = apply_pixel_noise(crop, params.pixel_noise) / 255.0
+            img = ((img - IMAGENET_MEAN) / IMAGENET_STD).transpose(2, 0, 1)
+        else:
+            # Labels and heatmaps are exact: no pixel noise, no ImageNet statistics.
+            parts = crop_part_map(self.load_part_map(index), ann.center[index], box_scale, res,
+                                  params.rot_deg, params.flip)
+            img = representation_input(self.representation, None, parts, keypoints)
         keypoints[:, :2] = 2.0 * keypoints[:, :2] / res - 1.0
 
         has_smpl = bool(ann.has_smpl[index])
@@ -147,7 +190,7 @@ class SpinImageDataset(Dataset):
         if has_pose_3d:
             pose_3d = augment_joints3d(self._S[index][None], params.flip, params.rot_deg)[0]
         return {
-            "img": torch.from_numpy(np.ascontiguousarray(img.transpose(2, 0, 1), dtype=np.float32)),
+            "img": torch.from_numpy(np.ascontiguousarray(img, dtype=np.float32)),
             "keypoints": torch.from_numpy(keypoints.astype(np.float32)),
             "keypoints_crop": torch.from_numpy(canonical.astype(np.float32).copy()),
             "pose": torch.from_numpy(pose.astype(np.float32)),

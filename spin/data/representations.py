@@ -49,6 +49,23 @@ HEATMAP_JOINTS: dict[int, np.ndarray] = {14: NUM_OPENPOSE + np.arange(14), 24: N
 REPRESENTATIONS: tuple[str, ...] = ("rgb", "silhouette", "parts3", "parts6", "parts12", "parts24",
                                     "heatmaps14", "heatmaps24")
 HEATMAP_SIGMA_FRACTION = 1.0 / 64.0  # Gaussian std as a share of the image side (3.5 px at 224)
+PART_MAP_SUFFIX = "_parts.png"  # beside each synthetic image: mode L, label + 1, 0 = background
+
+
+def part_map_name(imgname: str) -> str:
+    """The part-map file of an image (relative path as in the npz's `imgname`): `<stem>_parts.png`."""
+    stem, _, _ = str(imgname).rpartition(".")
+    return f"{stem or imgname}{PART_MAP_SUFFIX}"
+
+
+def encode_part_map(part_map: np.ndarray) -> Image.Image:
+    """A 24-part label map (H,W) (−1 background) as the mode-L image stored beside the render."""
+    return Image.fromarray((np.asarray(part_map).astype(np.int16) + 1).astype(np.uint8), mode="L")
+
+
+def decode_part_map(image: Image.Image) -> np.ndarray:
+    """The stored mode-L part image back to labels (H,W) int8 (−1 background)."""
+    return (np.asarray(image.convert("L")).astype(np.int16) - 1).astype(np.int8)
 
 
 def group_table(n_parts: int) -> np.ndarray:
@@ -83,7 +100,7 @@ def crop_part_map(part_map: np.ndarray, center: np.ndarray, scale: float, res: i
     blend), background (−1) outside the image, and a flip that also swaps left and right parts.
     Returns (res, res) int8.
     """
-    labels = Image.fromarray((np.asarray(part_map).astype(np.int16) + 1).astype(np.uint8), mode="L")
+    labels = encode_part_map(part_map)
     matrix = crop_matrix(center, scale, res, rot_deg)
     linear_inv = np.linalg.inv(matrix[:, :2])
     offset_inv = -linear_inv @ matrix[:, 2]

@@ -30,13 +30,14 @@ from PIL import Image
 from spin.body.pose_sampler import sample_body_pose
 from spin.camera import CROP_RES, FOCAL_LENGTH
 from spin.data.render import RenderStyle, face_parts, render_parts, vertex_parts
+from spin.data.representations import encode_part_map, part_map_name
 from spin.data.spin_format import save_spin_npz
 from spin.errors import UserError
 from spin.geometry import matrix_to_axis_angle
 from spin.joints import NUM_OPENPOSE
 
 META_NAME = "synthetic_meta.json"
-META_VERSION = 1
+META_VERSION = 2  # 2: every image has its 24-part label map beside it (NBF representations)
 SPLITS = ("train", "test")
 
 
@@ -190,7 +191,8 @@ def _existing(out_dir: Path, meta: dict, sizes: dict[str, int]) -> dict[str, Pat
         return None
     ext = meta["config"]["image_format"]
     for split, n in sizes.items():
-        if n and not (out_dir / "images" / split / f"{n - 1:06d}.{ext}").is_file():
+        last = f"images/{split}/{n - 1:06d}.{ext}"
+        if n and not ((out_dir / last).is_file() and (out_dir / part_map_name(last)).is_file()):
             return None
     return paths
 
@@ -273,9 +275,11 @@ def _synthesize_split(out_dir: Path, split: str, n: int, body: Any, faces: np.nd
         joints3d[start:stop, :, :3] = joints[:, NUM_OPENPOSE:]
         joints3d[start:stop, :, 3] = 1.0
         for b, i in enumerate(range(start, stop)):
-            image, _ = render_parts(vertices[b], faces, parts, focal_image, center, image_size,
-                                    np.random.default_rng(image_seeds[i]), config.style)
+            image, part_map = render_parts(vertices[b], faces, parts, focal_image, center, image_size,
+                                           np.random.default_rng(image_seeds[i]), config.style)
             _save_image(image, out_dir / imgname[i], ext)
+            # Lossless whatever the image format: labels must not blend.
+            encode_part_map(part_map).save(out_dir / part_map_name(imgname[i]), compress_level=1)
             advance()
 
     np.savez(truth_path(out_dir / f"synthetic_{split}.npz"), pose=samples.pose, shape=samples.betas)

@@ -1,4 +1,5 @@
-"""Evaluate a regressor on a SPIN-format test split: MPJPE, PA-MPJPE (mm, 14 LSP joints), vertex error."""
+"""Evaluate a regressor on a SPIN-format test split: MPJPE, PA-MPJPE (mm, 14 LSP joints), vertex error,
+and NBF's measures: mean joint-rotation error (rad), PCKh@0.5, and the share of implausible bodies."""
 
 from __future__ import annotations
 
@@ -9,8 +10,10 @@ import torch
 from torch.utils.data import DataLoader
 
 from spin.body import BodyModel
+from spin.camera import CropCamera
 from spin.evaluation.metrics import lsp14_pelvis, mpjpe, pa_mpjpe, per_vertex_error
-from spin.geometry import matrix_to_axis_angle
+from spin.evaluation.nbf_metrics import implausible_bodies, mean_joint_rotation_error, pckh
+from spin.geometry import matrix_to_axis_angle, perspective_projection, weak_perspective_to_cam_t
 from spin.joints import LSP14_FROM_GT, NUM_OPENPOSE
 from spin.models import Regressor
 
@@ -19,19 +22,27 @@ from spin.models import Regressor
 class EvalResult:
     """Dataset means (mm) and the per-sample predictions (canonical test images: no augmentation).
 
-    `pve` is None when no test sample has ground-truth SMPL. Prediction arrays: `pose` (N,72)
-    axis-angle, `betas` (N,10), `cam` (N,3) weak perspective, `joints` (N,49,3) metres.
+    `pve` and `joint_rotation_error` (radians, NBF's quaternion distance over the 24 SMPL joints) are
+    None when no test sample has ground-truth SMPL; `pckh` (LSP's 14 joints, 50% of the head size,
+    in the crop) None when no sample has a visible head; `implausible_frac` the share of predicted
+    bodies with |β| > 3 or joint angles beyond the synthetic pose sampler's limits. Prediction
+    arrays: `pose` (N,72) axis-angle, `betas` (N,10), `cam` (N,3) weak perspective, `joints` (N,49,3) metres.
     """
 
     mpjpe: float
     pa_mpjpe: float
     pve: float | None
     count: int
+    joint_rotation_error: float | None = None
+    pckh: float | None = None
+    implausible_frac: float | None = None
     per_sample: dict[str, np.ndarray] = field(default_factory=dict)
     predictions: dict[str, np.ndarray] = field(default_factory=dict)
 
     def metrics(self) -> dict[str, float | int | None]:
-        return {"mpjpe": self.mpjpe, "pa_mpjpe": self.pa_mpjpe, "pve": self.pve, "count": self.count}
+        return {"mpjpe": self.mpjpe, "pa_mpjpe": self.pa_mpjpe, "pve": self.pve, "count": self.count,
+                "joint_rotation_error": self.joint_rotation_error, "pckh": self.pckh,
+                "implausible_frac": self.implausible_frac}
 
 
 def lsp14(joints_gt24: torch.Tensor) -> torch.Tensor:
@@ -41,18 +52,22 @@ def lsp14(joints_gt24: torch.Tensor) -> torch.Tensor:
 
 @torch.no_grad()
 def evaluate_model(model: Regressor, body: BodyModel, loader: DataLoader, device: torch.device | str = "cpu",
-                   max_samples: int = 0, amp_dtype: torch.dtype | None = None) -> EvalResult:
+                   max_samples: int = 0, amp_dtype: torch.dtype | None = None,
+                   camera: CropCamera | None = None) -> EvalResult:
     """Run `model` over `loader` (batches of `SpinImageDataset` items) and score it.
 
     Predicted joints: the 24 ground-truth-superset joints of the model's 49, LSP14 subset; ground
     truth: `pose_3d` (24,4) where `has_pose_3d`, else the same joints of the ground-truth SMPL
     body where `has_smpl` (as SPIN does for 3DPW). Vertex error against the ground-truth SMPL mesh
-    where `has_smpl`. `max_samples` > 0 stops after that many samples.
+    where `has_smpl`. `max_samples` > 0 stops after that many samples. `camera`: the crop camera
+    the weak-perspective prediction is projected with for PCKh (default `CropCamera()`).
     """
+    camera = camera or CropCamera()
     was_training = model.training
     model.eval()
     device = torch.device(device)
-    errors: dict[str, list[np.ndarray]] = {"mpjpe": [], "pa_mpjpe": [], "pve": []}
+    errors: dict[str, list[np.ndarray]] = {"mpjpe": [], "pa_mpjpe": [], "pve": [], "joint_rotation_error": [],
+                                           "pckh": [], "implausible": []}
     preds: dict[str, list[np.ndarray]] = {"pose": [], "betas": [], "cam": [], "joints": [], "key": []}
     seen = 0
     try:
@@ -83,7 +98,13 @@ def evaluate_model(model: Regressor, body: BodyModel, loader: DataLoader, device
                     pred_body.vertices.cpu(), gt_body.vertices.cpu(),
                     lsp14_pelvis(lsp14(pred_body.joints[:, NUM_OPENPOSE:])).cpu(),
                     lsp14_pelvis(lsp14(gt_body.joints[:, NUM_OPENPOSE:])).cpu()))
-            preds["pose"].append(matrix_to_axis_angle(out.rotmat).reshape(-1, 72).cpu().numpy())
+            if has_smpl.any():
+                errors["joint_rotation_error"].append(mean_joint_rotation_error(
+                    out.rotmat[has_smpl.to(device)].cpu(), batch["pose"][has_smpl]))
+            errors["pckh"].append(_pckh(joints, out.cam, batch["keypoints"], camera))
+            pose = matrix_to_axis_angle(out.rotmat).reshape(-1, 72).cpu()
+            errors["implausible"].append(implausible_bodies(pose, out.betas.cpu()))
+            preds["pose"].append(pose.numpy())
             preds["betas"].append(out.betas.cpu().numpy())
             preds["cam"].append(out.cam.cpu().numpy())
             preds["joints"].append(joints.cpu().numpy())
@@ -99,6 +120,27 @@ def evaluate_model(model: Regressor, body: BodyModel, loader: DataLoader, device
         pa_mpjpe=float(per_sample["pa_mpjpe"].mean()) if "pa_mpjpe" in per_sample else float("nan"),
         pve=float(per_sample["pve"].mean()) if "pve" in per_sample else None,
         count=int(len(per_sample.get("mpjpe", []))),
+        joint_rotation_error=_mean_or_none(per_sample.get("joint_rotation_error")),
+        pckh=_mean_or_none(per_sample.get("pckh")),
+        implausible_frac=_mean_or_none(per_sample.get("implausible")),
         per_sample=per_sample,
         predictions={k: np.concatenate(v) for k, v in preds.items() if v},
     )
+
+
+def _pckh(joints: torch.Tensor, cam: torch.Tensor, keypoints: torch.Tensor, camera: CropCamera) -> np.ndarray:
+    """Per-sample PCKh (B,) of the 14 LSP joints: model joints (B,49,3) projected with the weak-perspective
+    cam (B,3) against the batch's 2D keypoints (B,49,3), both in normalised crop coordinates."""
+    cam_t = weak_perspective_to_cam_t(cam.float(), camera.focal_length, camera.crop_res)
+    centre = torch.zeros(2, device=joints.device, dtype=joints.dtype)
+    projected = perspective_projection(joints, cam_t, camera.focal_length, centre) / (camera.crop_res / 2.0)
+    return pckh(lsp14(projected[:, NUM_OPENPOSE:]).cpu(), lsp14(keypoints[:, NUM_OPENPOSE:]).cpu())
+
+
+def _mean_or_none(values: np.ndarray | None) -> float | None:
+    """Mean of the finite per-sample values (bools count as 0/1), None when there are none."""
+    if values is None:
+        return None
+    values = np.asarray(values, dtype=np.float64)
+    values = values[np.isfinite(values)]
+    return float(values.mean()) if values.size else None

@@ -70,3 +70,20 @@ def pckh(pred: ArrayOrTensor, gt: ArrayOrTensor, fraction: float = PCKH_FRACTION
     count = visible.sum(dim=1)
     score = correct.sum(dim=1).to(torch.float64) / count.clamp(min=1)
     return torch.where(has_head & (count > 0), score, torch.full_like(score, float("nan"))).numpy()
+
+
+BETAS_PLAUSIBLE = 3.0  # |β| beyond this (in shape-space standard deviations) is not a plausible body
+
+
+def implausible_bodies(pose: ArrayOrTensor, betas: ArrayOrTensor, tolerance: float = 1e-3) -> np.ndarray:
+    """(B,) bool: bodies with any |β| > 3 or a body joint's axis-angle beyond the pose sampler's limits.
+
+    pose (B,72) axis-angle, betas (B,10). The limits are `spin.body.pose_sampler.JOINT_LIMITS`
+    (the synthetic data's own range; the global orientation, joint 0, is not judged).
+    """
+    from spin.body.pose_sampler import JOINT_LIMITS
+
+    p = _as_float64(pose).reshape(-1, 24, 3)[:, 1:].numpy()
+    lo, hi = JOINT_LIMITS[1:, :, 0], JOINT_LIMITS[1:, :, 1]
+    beyond = ((p < lo - tolerance) | (p > hi + tolerance)).any(axis=(1, 2))
+    return beyond | (np.abs(_as_float64(betas).numpy()) > BETAS_PLAUSIBLE).any(axis=1)

@@ -1,14 +1,16 @@
 """The built-in experiments, each mirroring a table of the seed papers (SPIN, NBF, HMR, Pavlakos et al.).
 
-Rows are overrides on the embedded default config (synthetic data, 10% ground truth). Rows that
-need features not yet in the config schema carry `needs`; the runner reports them as unavailable
+Rows are overrides on the embedded default config (synthetic data, 10% ground truth). A row that
+needs a feature beyond the base schema may carry `needs`; the runner reports it as unavailable
 with the missing key instead of failing. Metric keys beyond MPJPE / PA-MPJPE are read where the
-trainer writes them into `round_XXX/metrics.json` (`FITS_PA_MPJPE`, `ROTATION_ERROR`,
-`IMPLAUSIBLE`); a key the trainer does not write yet shows as "—".
+trainer writes them into `round_XXX/metrics.json` (`joint_rotation_error`, `pckh` and
+`implausible_frac` come from `spin.evaluation.evaluate`); a key the trainer does not write shows as "—".
 """
 
 from __future__ import annotations
 
+from fitting_workers.smplify.config import DEFAULT_PRESET
+from spin.data.representations import REPRESENTATIONS
 from spin.errors import UserError
 from spin.experiments.plan import Claim, Experiment, Metric, Row
 
@@ -18,11 +20,10 @@ FITS_PA_MPJPE = Metric("fits_pa_mpjpe", "fits' PA-MPJPE vs hidden GT", "mm")
 FITS_MPJPE = Metric("fits_mpjpe", "fits' MPJPE vs hidden GT", "mm")
 ROTATION_ERROR = Metric("joint_rotation_error", "joint-rotation error", "rad")
 IMPLAUSIBLE = Metric("implausible_frac", "implausible bodies", "fraction")
-
-ADVERSARIAL = "HMR's adversarial prior (issue 11)"
-REPRESENTATION = "NBF's input representations (issue 11)"
-LOSS_SWITCHES = "NBF's loss switches (issue 11)"
-BOOSTING_ANCHOR = 10.0  # anchor weight of the boosted rows; SMPLify's own prior weights are 4.78², 5²
+PCKH = Metric("pckh", "test PCKh@0.5", "fraction")
+# Anchor weight of the boosted rows: SMPLify's default-mode preset (Geman–McClure, chosen in
+# benchmarks/smplify.py); the plain row sets 0, since leaving it unset would take the preset too.
+BOOSTING_ANCHOR = DEFAULT_PRESET.anchor_weight
 
 OFF = {"fitting.mode": "off"}
 SYNC = {"fitting.mode": "sync"}
@@ -127,30 +128,17 @@ def _nbf_3d_fraction() -> Experiment:
     )
 
 
-NBF_REPRESENTATIONS = (
-    "rgb",
-    "silhouette",
-    "parts_3",
-    "parts_6",
-    "parts_12",
-    "parts_24",
-    "heatmaps_14",
-    "heatmaps_24",
-)
+NBF_REPRESENTATIONS = REPRESENTATIONS  # rgb, silhouette, parts3/6/12/24, heatmaps14/24
 
 
 def _nbf_input() -> Experiment:
     rows = [
-        Row(
-            rep.replace("_", "-"),
-            {**OFF, "data.synthetic.gt_fraction": 1.0, "data.synthetic.representation": rep},
-            needs=REPRESENTATION,
-        )
+        Row(rep, {**OFF, "data.synthetic.gt_fraction": 1.0, "data.synthetic.representation": rep})
         for rep in NBF_REPRESENTATIONS
     ]
     claims = [
-        Claim("12-part segmentation beats the RGB image as input", "parts-12", "rgb", "pa_mpjpe"),
-        Claim("part segmentations beat the plain silhouette", "parts-12", "silhouette", "pa_mpjpe"),
+        Claim("12-part segmentation beats the RGB image as input", "parts12", "rgb", "pa_mpjpe"),
+        Claim("part segmentations beat the plain silhouette", "parts12", "silhouette", "pa_mpjpe"),
     ]
     return Experiment(
         name="nbf-input",
@@ -158,7 +146,7 @@ def _nbf_input() -> Experiment:
         description="What the network sees: RGB-like image, silhouette, part segmentations "
         "(3/6/12/24 parts), 2D joint heatmaps; full 3D supervision, fitting off.",
         rows=rows,
-        metrics=[PA_MPJPE, MPJPE, ROTATION_ERROR],
+        metrics=[PA_MPJPE, MPJPE, ROTATION_ERROR, PCKH],
         claims=claims,
     )
 
@@ -182,7 +170,7 @@ def _nbf_losses() -> Experiment:
         "3d+2d": (False, True, True),
         "latent+3d+2d": (True, True, True),
     }
-    rows = [Row(name, _losses(*flags), needs=LOSS_SWITCHES) for name, flags in combos.items()]
+    rows = [Row(name, _losses(*flags)) for name, flags in combos.items()]
     claims = [
         Claim("the 3D joint loss beats the 2D reprojection loss alone", "3d", "2d", "pa_mpjpe"),
         Claim("adding the latent (parameter) loss to the 3D loss helps", "latent+3d", "3d", "pa_mpjpe"),
@@ -209,7 +197,7 @@ def _hmr_unpaired() -> Experiment:
     unpaired = {**OFF, "data.synthetic.gt_fraction": 0.0}
     rows = [
         Row("2d-only", dict(unpaired)),
-        Row("2d+adversarial", {**unpaired, "adversarial.enabled": True}, needs=ADVERSARIAL),
+        Row("2d+adversarial", {**unpaired, "adversarial.enabled": True}),
         Row("fits-in-loop", {**ASYNC, "data.synthetic.gt_fraction": 0.0}),
     ]
     claims = [

@@ -21,7 +21,7 @@ class ResNetEncoder(nn.Module):
     7×7 pool only fits 224 px inputs).
     """
 
-    def __init__(self, name: str = "resnet50", weights_path: str | Path | None = None):
+    def __init__(self, name: str = "resnet50", weights_path: str | Path | None = None, in_channels: int = 3):
         super().__init__()
         if name not in BACKBONE_FEATURES:
             raise UserError(f"model.backbone '{name}' is not supported; "
@@ -30,13 +30,19 @@ class ResNetEncoder(nn.Module):
         net = getattr(tv_models, name)(weights=None)
         if weights_path is not None:
             load_imagenet_weights(net, weights_path)
+        if in_channels != 3:
+            # NBF's non-RGB inputs (silhouette, part maps, heatmaps): a fresh first conv of the same
+            # geometry; the ImageNet weights of the rest still apply.
+            old = net.conv1
+            net.conv1 = nn.Conv2d(in_channels, old.out_channels, kernel_size=old.kernel_size,
+                                  stride=old.stride, padding=old.padding, bias=False)
         self.stem = nn.Sequential(net.conv1, net.bn1, net.relu, net.maxpool)
         self.layers = nn.Sequential(net.layer1, net.layer2, net.layer3, net.layer4)
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.num_features = BACKBONE_FEATURES[name]
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        """images (B,3,H,W) ImageNet-normalised → features (B, num_features)."""
+        """images (B,in_channels,H,W) (RGB: ImageNet-normalised) → features (B, num_features)."""
         return self.pool(self.layers(self.stem(images))).flatten(1)
 
 

@@ -45,9 +45,11 @@ class TrainData:
 def synthetic_files(config: SyntheticDataConfig, body: BodyModel, body_files: BodyFiles) -> dict[str, Path]:
     """The synthetic dataset of `config` for this body model: generated on first use into
     `cache_dir()/synthetic_data/<digest>/` (temp folder + rename, safe when runs race)."""
-    from spin.data.synthetic import SynthConfig, synthesize_dataset
+    from spin.data.synthetic import META_VERSION, SynthConfig, synthesize_dataset
 
-    identity = {**asdict(config), "body_model": str(Path(body_files.model).resolve())}
+    # The representation only changes what the loader builds from the same files: not part of the identity.
+    identity = {**{k: v for k, v in asdict(config).items() if k != "representation"},
+                "body_model": str(Path(body_files.model).resolve()), "version": META_VERSION}
     digest = hashlib.sha1(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:12]
     root = cache_dir() / "synthetic_data"
     final = root / digest
@@ -78,10 +80,12 @@ def build_data(config: DataConfig, img_res: int, body: BodyModel, body_files: Bo
     """Datasets of the run: augmented training data (mixed when several), un-augmented test split."""
     if config.source == "synthetic":
         files = synthetic_files(config.synthetic, body, body_files)
+        representation = config.synthetic.representation
         train = [SpinImageDataset(files["train"], name=SYNTHETIC_TRAIN, img_res=img_res,
-                                  augment=config.augment)]
+                                  augment=config.augment, representation=representation)]
         ratios = [1.0]
-        test = SpinImageDataset(files["test"], name=SYNTHETIC_TEST, img_res=img_res, augment=None)
+        test = SpinImageDataset(files["test"], name=SYNTHETIC_TEST, img_res=img_res, augment=None,
+                                representation=representation)
     else:
         train = [SpinImageDataset(spec.annotations, spec.h5 or spec.images, name=spec.name or None,
                                   img_res=img_res, augment=config.augment) for spec in config.train]

@@ -61,7 +61,8 @@ def round_overlays(model: torch.nn.Module, body: Any, dataset: Any, store: Any, 
     paths, arrays, captions = [], [], []
     row_of_fit = np.cumsum(present) - 1
     for i, item in enumerate(items):
-        crop = Image.fromarray(denormalise(item["img"])).resize((OVERLAY_SIZE, OVERLAY_SIZE), Image.BILINEAR)
+        shown = denormalise(dataset.display_image(item["img"]))  # non-RGB inputs as grey levels
+        crop = Image.fromarray(shown).resize((OVERLAY_SIZE, OVERLAY_SIZE), Image.BILINEAR)
         vertices = [pred.vertices[i].float().cpu().numpy()]
         cams = [pred.cam_t[i].float().cpu().numpy()]
         projected = [_to_pixels(pred.keypoints_2d[i], camera)]

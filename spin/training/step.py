@@ -32,7 +32,8 @@ PELVIS = JOINT_NAMES.index("OP MidHip")  # model joint 0: the SMPL root the glob
 @dataclass
 class Prediction:
     """rotmat (B,24,3,3), betas (B,10), cam (B,3) weak perspective, cam_t (B,3), joints (B,49,3),
-    keypoints_2d (B,49,2) projected and normalised to [-1,1]; vertices (B,6890,3) or None."""
+    keypoints_2d (B,49,2) projected and normalised to [-1,1]; vertices (B,6890,3) or None;
+    rotmat_iters (T,B,24,3,3) / betas_iters (T,B,10) every IEF iteration's estimate, or None."""
 
     rotmat: torch.Tensor
     betas: torch.Tensor
@@ -41,6 +42,8 @@ class Prediction:
     joints: torch.Tensor
     keypoints_2d: torch.Tensor
     vertices: torch.Tensor | None = None
+    rotmat_iters: torch.Tensor | None = None
+    betas_iters: torch.Tensor | None = None
 
 
 def autocast_context(device: torch.device, amp_dtype: torch.dtype | None):
@@ -57,10 +60,12 @@ def project_normalised(joints: torch.Tensor, cam_t: torch.Tensor, camera: CropCa
 
 
 def predict(model: Regressor, body: BodyModel, images: torch.Tensor, camera: CropCamera, need_vertices: bool,
-            amp_dtype: torch.dtype | None = None) -> Prediction:
-    """Network forward, then the body model and the projection in float32."""
+            amp_dtype: torch.dtype | None = None, need_iterations: bool = False) -> Prediction:
+    """Network forward, then the body model and the projection in float32.
+
+    need_iterations: keep every IEF iteration's rotations and betas (HMR's adversarial prior)."""
     with autocast_context(images.device, amp_dtype):
-        out = model(images)
+        out = model(images, return_iterations=True) if need_iterations else model(images)
     if need_vertices:
         body_out = body(out.rotmat, out.betas)
         joints, vertices = body_out.joints, body_out.vertices
@@ -68,7 +73,8 @@ def predict(model: Regressor, body: BodyModel, images: torch.Tensor, camera: Cro
         joints, vertices = body.joints(out.rotmat, out.betas), None
     cam_t = weak_perspective_to_cam_t(out.cam, camera.focal_length, camera.crop_res)
     return Prediction(rotmat=out.rotmat, betas=out.betas, cam=out.cam, cam_t=cam_t, joints=joints,
-                      keypoints_2d=project_normalised(joints, cam_t, camera), vertices=vertices)
+                      keypoints_2d=project_normalised(joints, cam_t, camera), vertices=vertices,
+                      rotmat_iters=out.rotmat_iters, betas_iters=out.betas_iters)
 
 
 def loss_terms(pred: Prediction, batch: dict[str, Any], target: Supervision, body: BodyModel,

@@ -40,6 +40,14 @@ from spin.models import build_regressor, load_regressor
 from spin.training.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from spin.training.data_setup import TrainData, build_data
 from spin.training.device import seed_everything, select_device
+from spin.training.extensions import (
+    add_extension_terms,
+    build_extensions,
+    extension_metrics,
+    extensions_state,
+    load_extensions_state,
+    needs_iterations,
+)
 from spin.training.fitting import Fitting, close_all
 from spin.training.round_images import round_overlays
 from spin.training.rounds import (
@@ -117,6 +125,7 @@ class Trainer:
                                           weight_decay=config.optim.weight_decay)
         self.scheduler = build_scheduler(self.optimizer, config.optim, self.total_steps)
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
+        self.extensions = build_extensions(config, self.device)  # extra loss terms (HMR's prior)
         self.step = 0
         self.round_start_count = 0
         self.round_acc = self._empty_round_acc()
@@ -224,6 +233,7 @@ class Trainer:
             "elapsed_s": self.elapsed_s,
             "config": asdict(self.config),
             **ranks.rank_state(rng_state(), self.round_acc, self.world_size),  # collective
+            "extensions": extensions_state(self.extensions),
         }
 
     def _load_state(self, state: dict[str, Any]) -> None:
@@ -236,6 +246,7 @@ class Trainer:
         self.round_start_count = int(state.get("round_start_count", 0))
         self.round_acc = dict(state.get("round_acc") or self._empty_round_acc())
         self.elapsed_before = float(state.get("elapsed_s", 0.0))
+        load_extensions_state(self.extensions, state.get("extensions", {}))
         last = str(self.run_dir / LAST_CHECKPOINT)
         rng, acc = ranks.restore_rank_state(state, self.rank, self.world_size, last)
         self.round_acc = acc or self.round_acc
@@ -315,11 +326,13 @@ class Trainer:
         cpu_batch = self.last_batch = batch  # kept for inspection (tests, overlays)
         batch = self._to_device(batch)
         pred = predict(self.train_model, self.body, batch["img"], self.camera,
-                       need_vertices=cfg.losses.vertex_weight > 0, amp_dtype=self.amp_dtype)
+                       need_vertices=cfg.losses.vertex_weight > 0, amp_dtype=self.amp_dtype,
+                       need_iterations=needs_iterations(self.extensions))
         round_number = self.current_round
         supervision = self.fitting.supervision_for(cpu_batch, pred, self.step, round_number)
         supervision = supervision.to(self.device, non_blocking=self._pin)
         terms = loss_terms(pred, batch, supervision, self.body, cfg.losses)
+        terms = add_extension_terms(terms, self.extensions, pred, batch)
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(terms["total"]).backward()
         if cfg.optim.grad_clip > 0:
@@ -341,7 +354,7 @@ class Trainer:
     def _accumulate(self, values: dict[str, float], supervision: Any, seconds: float) -> None:
         acc = self.round_acc
         for key, value in values.items():
-            acc[f"loss/{key}"] += value
+            acc[f"loss/{key}"] = acc.get(f"loss/{key}", 0.0) + value
         acc["batches"] += 1
         acc["samples"] += int(supervision.valid.shape[0])
         acc["supervised_fit"] += int(supervision.from_fit.sum())
@@ -354,6 +367,7 @@ class Trainer:
         logged = {f"train/{k}": v for k, v in values.items()}
         logged["train/lr"] = self.scheduler.get_last_lr()[0]
         logged["train/round"] = self.current_round
+        logged |= {f"train/{k}": v for k, v in extension_metrics(self.extensions).items()}
         sup = self.last_supervision
         logged["train/supervised_fit_frac"] = float(sup.from_fit.float().mean())
         stats = self.fitting.stats()
@@ -385,7 +399,7 @@ class Trainer:
         counters = self.store.counters()
         accepted_in_round = int(counters.get("by_round", {}).get(str(number), {}).get("accepted", 0))
         new_in_round = store_stats["fits_count"] - self.round_start_count
-        evaluation = evaluate_model(self.model, self.body, self.test_loader, self.device,
+        evaluation = evaluate_model(self.model, self.body, self.test_loader, self.device, camera=self.camera,
                                     max_samples=cfg.rounds.eval_max_samples, amp_dtype=self.amp_dtype)
         acc = ranks.round_totals(self.round_acc)  # collective
         batches = max(1, acc["batches"])

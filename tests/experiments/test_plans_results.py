@@ -51,14 +51,14 @@ def test_missing_key_message_names_the_key_and_the_feature(tmp_path):
         "",
         "",
         [
-            Row("adv", {"adversarial.enabled": True}, needs="HMR's prior"),
+            Row("adv", {"nonexistent.feature": True}, needs="HMR's prior"),
             Row("ok", {"fitting.mode": "off"}),
         ],
         [Metric("pa_mpjpe", "PA")],
     )
     adv, ok = expand(experiment, tmp_path, seeds=1)
     assert adv.runs == []
-    assert "needs HMR's prior" in adv.problem and "`adversarial.enabled`" in adv.problem
+    assert "needs HMR's prior" in adv.problem and "`nonexistent.feature`" in adv.problem
     assert ok.problem is None and len(ok.runs) == 1
 
 
@@ -152,7 +152,7 @@ def test_results_files_from_run_folders(tmp_path):
         [
             Row("good", {"optim.lr": 1e-4}, series="s", x=0.1),
             Row("bad", {"optim.lr": 2e-4}, series="s", x=0.5),
-            Row("later", {"adversarial.enabled": True}, needs="a feature"),
+            Row("later", {"nonexistent.feature": True}, needs="a feature"),
         ],
         [
             Metric("pa_mpjpe", "PA-MPJPE", "mm"),
@@ -181,7 +181,7 @@ def test_results_files_from_run_folders(tmp_path):
     assert rows["good"]["runs"][0]["final_round"] == {"round": 3.0, "pa_mpjpe": 60.0}
     assert rows["bad"]["status"] == "partial" and rows["bad"]["runs"][2]["status"] == "not run"
     assert math.isclose(rows["bad"]["summary"]["train_loss.betas"]["mean"], 0.7)
-    assert rows["later"]["status"] == "unavailable" and "`adversarial.enabled`" in rows["later"]["problem"]
+    assert rows["later"]["status"] == "unavailable" and "`nonexistent.feature`" in rows["later"]["problem"]
     claims = {c["text"]: c for c in saved["claims"]}
     assert claims["good beats bad"]["decision"] == "reproduced" and math.isclose(
         claims["good beats bad"]["advantage"], 21.0
@@ -191,7 +191,7 @@ def test_results_files_from_run_folders(tmp_path):
     text = md_path.read_text()
     assert "| good | 3/3 | 61.0 ± 1.00 |" in text
     assert "| bad | 2/3 | 82.0 ± 2.83 |" in text
-    assert "reproduced" in text and "`adversarial.enabled`" in text and "bad seed 2: not run" in text
+    assert "reproduced" in text and "`nonexistent.feature`" in text and "bad seed 2: not run" in text
     for plot in plots:
         assert Path(plot).stat().st_size > 1000 and Path(plot).read_bytes()[:4] == b"\x89PNG"
     assert {Path(p).name for p in plots} == {"bars.png", "curves.png"}
@@ -215,7 +215,7 @@ def test_cli_lists_experiments_and_dry_runs_name_unavailable_rows(tmp_path):
     assert all(name in listed.output for name in EXPERIMENT_NAMES)
     dry = CliRunner().invoke(_app(), ["hmr-unpaired", "--out", str(tmp_path / "h"), "--quick", "--dry-run"])
     assert dry.exit_code == 0, dry.output
-    assert "unavailable" in dry.output and "adversarial.enabled" in dry.output
+    assert "unavailable" in dry.output and "nonexistent.feature" in dry.output
     assert dry.output.count("spin.cli.main train") == 4  # 2 runnable rows × 2 quick seeds
     assert not (tmp_path / "h").exists()  # a dry run starts nothing and writes nothing
     missing = CliRunner().invoke(_app(), ["spin-table1"])

@@ -84,3 +84,22 @@ def test_pckh_ignores_hidden_joints_and_is_nan_without_a_head():
     scores = pckh(pred, gt)
     assert scores[0] == 1.0 and np.isnan(scores[1])
     assert np.isnan(pckh(pred[:1], np.where(np.arange(3) == 2, 0.0, gt[:1]))[0])  # nothing visible
+
+
+def test_implausible_bodies_flags_shapes_and_joints_beyond_the_samplers_range():
+    from spin.body.pose_sampler import JOINT_LIMITS, sample_body_pose
+    from spin.evaluation.nbf_metrics import implausible_bodies
+
+    n = 200
+    pose = np.concatenate([np.zeros((n, 3)), sample_body_pose(n, np.random.default_rng(1))], axis=1)
+    betas = np.random.default_rng(2).uniform(-2.5, 2.5, (n, 10))
+    assert not implausible_bodies(pose, betas).any()  # the sampler's own bodies are plausible
+    bent = pose.copy().reshape(n, 24, 3)
+    bent[0, 18, 1] = JOINT_LIMITS[18, 1, 1] + 0.5  # left elbow folded backwards
+    wide = betas.copy()
+    wide[1, 0] = 3.5
+    flags = implausible_bodies(bent.reshape(n, 72), wide)
+    assert flags[0] and flags[1] and not flags[2:].any()
+    turned = pose.copy()
+    turned[:, :3] = 3.0  # the global orientation is not judged
+    assert not implausible_bodies(turned, betas).any()

@@ -1,6 +1,8 @@
 """SPIN's losses: values on hand-made inputs, masks, and equality with SPIN's boolean-index form."""
 
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from spin.geometry import axis_angle_to_matrix
 from spin.losses import (
@@ -82,3 +84,33 @@ def test_losses_have_gradients():
                                      torch.tensor([True, False]))
     pose_loss.backward()
     assert pred_rotmat.grad[0].abs().sum() > 0 and pred_rotmat.grad[1].abs().sum() == 0
+
+
+SWITCHED_TERMS = {"joints_2d": ("keypoints_2d",), "joints_3d": ("keypoints_3d",), "latent": ("pose", "betas")}
+
+
+@settings(max_examples=30, deadline=None)
+@given(values=st.lists(st.floats(0.0, 100.0), min_size=6, max_size=6),
+       switches=st.fixed_dictionaries({k: st.booleans() for k in SWITCHED_TERMS}))
+def test_each_supervision_switch_removes_exactly_its_terms(values, switches):
+    """NBF's loss ablation: turning a switch off changes the total by exactly its own weighted terms;
+    changing every other term's value leaves the difference as it was."""
+    names = ("keypoints_2d", "keypoints_3d", "pose", "betas", "camera", "vertices")
+    terms = {k: torch.tensor(v, dtype=torch.float64) for k, v in zip(names, values, strict=True)}
+    config = LossConfig(vertex_weight=0.5, **switches)
+    weights = {"keypoints_2d": config.keypoint_weight, "keypoints_3d": config.keypoint_weight,
+               "pose": config.pose_weight, "betas": config.beta_weight}
+    for switch, own in SWITCHED_TERMS.items():
+        on = total_loss(terms, LossConfig(vertex_weight=0.5, **{**switches, switch: True}))
+        off = total_loss(terms, LossConfig(vertex_weight=0.5, **{**switches, switch: False}))
+        expected = config.scale * sum(weights[k] * terms[k] for k in own)
+        assert torch.isclose(on - off, expected, rtol=1e-9, atol=1e-9)
+        others = {k: (v + 7.0 if k not in own else v) for k, v in terms.items()}
+        on2 = total_loss(others, LossConfig(vertex_weight=0.5, **{**switches, switch: True}))
+        off2 = total_loss(others, LossConfig(vertex_weight=0.5, **{**switches, switch: False}))
+        assert torch.isclose(on2 - off2, on - off, rtol=1e-9, atol=1e-6)
+
+
+def test_supervision_switches_default_to_spin():
+    config = LossConfig()
+    assert config.latent and config.joints_3d and config.joints_2d

@@ -55,3 +55,26 @@ def test_pretrained_weights_load_from_a_local_file_only(tmp_path):
 def test_unknown_backbone_is_a_user_error():
     with pytest.raises(UserError, match="model.backbone"):
         build_regressor(ModelConfig(backbone="vgg11"), _mean_params())
+
+
+def test_every_ief_iteration_is_returned_when_asked_and_the_last_is_the_prediction():
+    model = build_regressor(ModelConfig(backbone="resnet18", img_res=64, hidden=64, iterations=3,
+                                        head_init_gain=1.0), _mean_params()).eval()
+    images = torch.randn(2, 3, 64, 64)
+    plain = model(images)
+    out = model(images, return_iterations=True)
+    assert plain.rotmat_iters is None and plain.betas_iters is None
+    assert out.rotmat_iters.shape == (3, 2, 24, 3, 3) and out.betas_iters.shape == (3, 2, 10)
+    assert torch.allclose(out.rotmat, plain.rotmat, atol=1e-6)
+    assert torch.equal(out.rotmat, out.rotmat_iters[-1])
+    assert torch.allclose(out.betas, plain.betas) and torch.equal(out.betas, out.betas_iters[-1])
+    # the iterations are distinct estimates (large heads: each residual step moves)
+    assert not torch.allclose(out.rotmat_iters[0], out.rotmat_iters[-1], atol=1e-4)
+
+
+@pytest.mark.parametrize("channels", [1, 6, 24])
+def test_backbone_takes_the_representation_channel_count(channels):
+    model = build_regressor(ModelConfig(backbone="resnet18", img_res=32, hidden=32, in_channels=channels),
+                            _mean_params()).eval()
+    assert model.encoder.stem[0].in_channels == channels
+    assert model(torch.rand(2, channels, 32, 32)).rotmat.shape == (2, 24, 3, 3)
