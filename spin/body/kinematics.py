@@ -129,7 +129,8 @@ def compose_chain(local: torch.Tensor, steps: list[torch.Tensor]) -> torch.Tenso
 
 
 def evaluate_joints(rot: torch.Tensor, betas: torch.Tensor, template: torch.Tensor,
-                    basis: torch.Tensor, steps: list[torch.Tensor], pair_node: torch.Tensor, to_output: torch.Tensor) -> torch.Tensor:
+                    basis: torch.Tensor, steps: list[torch.Tensor], pair_node: torch.Tensor,
+                    to_output: torch.Tensor) -> torch.Tensor:
     """Output joints `(B, E, 3)` for rotations `(B, N, 3, 3)` (identity node last) and betas `(B, K)`.
 
     The other arguments are a `JointBasis` as tensors (chain_steps as a list).
