@@ -13,6 +13,7 @@ import torch
 from smplx.utils import Struct
 from smplx.vertex_ids import vertex_ids as SMPLX_VERTEX_IDS
 
+from spin.body.kinematics import build_joint_basis, evaluate_joints
 from spin.body.loading import BodyModelArrays, load_body_arrays
 from spin.errors import UserError
 from spin.geometry import axis_angle_to_matrix
@@ -33,22 +34,6 @@ class BodyOutput:
     vertices: torch.Tensor
     joints: torch.Tensor
     smpl_joints: torch.Tensor
-
-
-def _pointer_jumping_steps(parents: np.ndarray) -> list[np.ndarray]:
-    """Ancestor indices for composing the kinematic chain in log(depth) batched steps.
-
-    Nodes are the joints plus one identity node (index J) that stands above the root. At step k
-    every joint's transform is left-multiplied by that of its 2^k-th ancestor; after the last step
-    each joint holds its global transform. SMPL's depth of 8 needs 4 steps instead of 23 products.
-    """
-    num = len(parents)
-    anc = np.concatenate([np.where(parents < 0, num, parents), [num]]).astype(np.int64)
-    steps = []
-    while np.any(anc[:num] != num):
-        steps.append(anc.copy())
-        anc = anc[anc]
-    return steps
 
 
 class BodyModel(torch.nn.Module):
@@ -89,66 +74,23 @@ class BodyModel(torch.nn.Module):
         self.register_buffer("parents", torch.as_tensor(parents))
         self.register_buffer("J_regressor_extra", torch.as_tensor(arrays.J_regressor_extra, dtype=dtype))
         self.register_buffer("model_joint_index", torch.as_tensor(MODEL_JOINT_INDEX))
-        steps = _pointer_jumping_steps(parents)
-        self._num_chain_steps = len(steps)
-        for i, anc in enumerate(steps):
-            self.register_buffer(f"chain_step{i}", torch.as_tensor(anc), persistent=False)
-        bottom = torch.tensor([0.0, 0.0, 0.0, 1.0], dtype=dtype).reshape(1, 1, 1, 4)
-        self.register_buffer("chain_bottom_row", bottom, persistent=False)
-        self.register_buffer(
-            "chain_identity", torch.eye(4, dtype=dtype).reshape(1, 1, 4, 4), persistent=False
-        )
         self._init_fast_path(arrays, nb, dtype)
 
     def _init_fast_path(self, arrays: BodyModelArrays, nb: int, dtype: torch.dtype) -> None:
-        """Precompute (in float64) everything the 49 joints need that is linear in shape and pose feature.
-
-        Rest joints J(β) = J0 + JS·β, so the bone offsets of the chain are linear in β. The 30 joints
-        read from vertices (21 vertex joints, 9 extra-regressor rows) are out = M @ verts with
-        verts_s = Σ_j W_sj A_j [v_s; 1], A_j = [R_j | t_j - R_j J_j], v_s = v0_s + shapedirs_s·β +
-        posedirs_s·f(pose). Swapping the sums: out_e = Σ_j [R_j | t_j] [U_ej - G_ej J_j; G_ej] with
-        G_ej = Σ_s M_es W_sj and U_ej = Σ_s M_es W_sj v_s — both linear in (β, f). Only the (row,
-        joint) pairs with G_ej ≠ 0 are kept, so no per-vertex work remains.
-        """
-        parents = arrays.parents
-        parent_or_root = np.where(parents < 0, 0, parents)
-        jreg = arrays.J_regressor
-        shapedirs = arrays.shapedirs[:, :, :nb]
-        j_template = jreg @ arrays.v_template  # (24, 3)
-        j_shapedirs = np.einsum("jv,vck->jck", jreg, shapedirs)  # (24, 3, K)
-        rel_template = j_template - j_template[parent_or_root]
-        rel_shapedirs = j_shapedirs - j_shapedirs[parent_or_root]
-        rel_template[0], rel_shapedirs[0] = j_template[0], j_shapedirs[0]  # the root keeps its position
-        self.register_buffer("fast_rel_template", torch.as_tensor(rel_template.reshape(1, -1), dtype=dtype))
-        self.register_buffer(
-            "fast_rel_shapedirs",
-            torch.as_tensor(rel_shapedirs.transpose(2, 0, 1).reshape(nb, -1), dtype=dtype),
+        """The joints path's basis (`kinematics.build_joint_basis`, in float64) as buffers in `dtype`."""
+        fast = build_joint_basis(
+            arrays.parents, arrays.J_regressor, arrays.v_template, arrays.shapedirs[:, :, :nb],
+            arrays.posedirs, arrays.weights, VERTEX_JOINT_IDS, arrays.J_regressor_extra, MODEL_JOINT_INDEX,
         )
-
-        extra = arrays.J_regressor_extra
-        support = np.nonzero(np.any(extra != 0, axis=0))[0]
-        sel = np.unique(np.concatenate([VERTEX_JOINT_IDS, support]))
-        reader = np.zeros((len(VERTEX_JOINT_IDS) + len(extra), len(sel)))  # (30, S)
-        reader[np.arange(len(VERTEX_JOINT_IDS)), np.searchsorted(sel, VERTEX_JOINT_IDS)] = 1.0
-        reader[len(VERTEX_JOINT_IDS) :] = extra[:, sel]
-        weights = arrays.weights[sel]  # (S, 24)
-        rows, joints = np.nonzero(reader @ np.abs(weights))
-        coeff = reader[rows] * weights[:, joints].T  # (P, S)
-        num_pairs = len(rows)
-        pair_weight = coeff.sum(1)  # G, (P,)
-        h_template = coeff @ arrays.v_template[sel] - pair_weight[:, None] * j_template[joints]  # (P, 3)
-        h_shapedirs = (coeff @ shapedirs[sel].reshape(len(sel), -1)).reshape(num_pairs, 3, nb)
-        h_shapedirs -= pair_weight[:, None, None] * j_shapedirs[joints]
-        h_posedirs = (coeff @ arrays.posedirs[sel].reshape(len(sel), -1)).reshape(num_pairs, 3, -1)
-        # One (K + 207, P * 3) matrix maps [betas, pose feature] to the pairs' 3-vectors.
-        basis = np.concatenate([h_shapedirs, h_posedirs], axis=2).reshape(num_pairs * 3, -1).T
-        self.register_buffer("fast_h_template", torch.as_tensor(h_template.reshape(1, -1), dtype=dtype))
-        self.register_buffer("fast_h_basis", torch.as_tensor(np.ascontiguousarray(basis), dtype=dtype))
-        self.register_buffer("fast_pair_weight", torch.as_tensor(pair_weight.reshape(1, -1, 1), dtype=dtype))
-        self.register_buffer("fast_pair_joint", torch.as_tensor(joints, dtype=torch.long))
-        to_output = np.zeros((len(reader), num_pairs))
-        to_output[rows, np.arange(num_pairs)] = 1.0
-        self.register_buffer("fast_pair_to_output", torch.as_tensor(to_output, dtype=dtype))
+        self._num_chain_steps = len(fast.chain_steps)
+        for i, anc in enumerate(fast.chain_steps):
+            self.register_buffer(f"chain_step{i}", torch.as_tensor(anc), persistent=False)
+        for name in ("template", "basis", "to_output"):
+            self.register_buffer(f"fast_{name}", torch.as_tensor(getattr(fast, name), dtype=dtype),
+                                 persistent=False)
+        self.register_buffer("fast_pair_node", torch.as_tensor(fast.pair_node), persistent=False)
+        identity = torch.eye(3, dtype=dtype).reshape(1, 1, 3, 3)
+        self.register_buffer("chain_identity", identity, persistent=False)
 
     # ------------------------------------------------------------------ construction
     @classmethod
@@ -193,7 +135,7 @@ class BodyModel(torch.nn.Module):
 
     @property
     def dtype(self) -> torch.dtype:
-        return self.fast_h_basis.dtype
+        return self.fast_basis.dtype
 
     # ------------------------------------------------------------------ inputs
     def _rotmats(self, pose: torch.Tensor) -> torch.Tensor:
@@ -236,34 +178,12 @@ class BodyModel(torch.nn.Module):
         )
 
     # ------------------------------------------------------------------ fast path
-    def _global_transforms(self, rot: torch.Tensor, betas: torch.Tensor) -> torch.Tensor:
-        """Posed 3x4 transforms [R_global | posed joint] (B, 24, 3, 4) for rotations (B, 24, 3, 3).
-
-        The chain is composed by pointer jumping: a few batched 4x4 matmuls over all joints at once.
-        """
-        batch, num = rot.shape[:2]
-        rel = torch.addmm(self.fast_rel_template, betas, self.fast_rel_shapedirs).view(batch, num, 3, 1)
-        local = torch.cat(
-            [torch.cat([rot, rel], dim=-1), self.chain_bottom_row.expand(batch, num, 1, 4)], dim=-2
-        )
-        transforms = torch.cat([local, self.chain_identity.expand(batch, 1, 4, 4)], dim=1)  # + identity node
-        for i in range(self._num_chain_steps):
-            transforms = transforms[:, getattr(self, f"chain_step{i}")] @ transforms
-        return transforms[:, :num, :3]
-
     def joints(self, pose: torch.Tensor, betas: torch.Tensor) -> torch.Tensor:
         """SPIN's 49 joints (B, 49, 3) without skinning the mesh; differentiable, equal to ``forward``'s."""
         rot = self._rotmats(pose)
         batch = rot.shape[0]
         betas = self._betas(betas, batch)
-        glob = self._global_transforms(rot, betas)  # (B, 24, 3, 4)
-
-        pose_feature = (rot[:, 1:] - self.chain_identity[0, :, :3, :3]).flatten(1)
-        h = torch.addmm(self.fast_h_template, torch.cat([betas, pose_feature], dim=1), self.fast_h_basis)
-        num_pairs = self.fast_pair_weight.shape[1]
-        # (B, P, 4); explicit sizes so that an empty batch (B = 0) works too
-        h = torch.cat([h.view(batch, num_pairs, 3), self.fast_pair_weight.expand(batch, -1, 1)], dim=-1)
-        contrib = (glob[:, self.fast_pair_joint] * h[:, :, None, :]).sum(-1)  # [R|t]_joint(p) h_p (B, P, 3)
-        read = torch.einsum("ep,bpc->bec", self.fast_pair_to_output, contrib)  # (B, 30, 3), one GEMM
-        model_joints = torch.cat([glob[..., 3], read], dim=1)  # (B, 54, 3)
-        return model_joints[:, self.model_joint_index]
+        rot = torch.cat([rot, self.chain_identity.expand(batch, 1, 3, 3)], dim=1)  # + identity node
+        steps = [getattr(self, f"chain_step{i}") for i in range(self._num_chain_steps)]
+        return evaluate_joints(rot, betas, self.fast_template, self.fast_basis, steps, self.fast_pair_node,
+                               self.fast_to_output)

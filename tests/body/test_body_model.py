@@ -6,6 +6,8 @@ import numpy as np
 import pytest
 import smplx
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from spin.body.pose_sampler import sample_body_pose
 from spin.geometry import axis_angle_to_matrix
@@ -132,3 +134,19 @@ def test_empty_batch_gives_empty_outputs(body):
     out = body(pose, betas)
     assert out.vertices.shape == (0, 6890, 3) and out.joints.shape == (0, 49, 3)
     assert sample_body_pose(0, np.random.default_rng(0)).shape == (0, 69)
+
+
+@settings(max_examples=15, deadline=None)
+@given(seed=st.integers(0, 2**31 - 1), pose_scale=st.floats(0.0, 1.5), betas_scale=st.floats(0.0, 3.0))
+def test_fast_path_equals_full_forward_with_gradients_property(body, seed, pose_scale, betas_scale):
+    gen = torch.Generator().manual_seed(seed)
+    pose = (pose_scale * torch.randn(3, 72, generator=gen)).requires_grad_()
+    betas = (betas_scale * torch.randn(3, 10, generator=gen)).requires_grad_()
+    weight = torch.randn(3, 49, 3, generator=gen)
+    fast = body.joints(pose, betas)
+    full = body(pose, betas).joints
+    assert (fast - full).abs().max() < 1e-5  # metres
+    g_fast = torch.autograd.grad((fast * weight).sum(), (pose, betas))
+    g_full = torch.autograd.grad((full * weight).sum(), (pose, betas))
+    for a, b in zip(g_fast, g_full, strict=True):
+        torch.testing.assert_close(a, b, atol=1e-4, rtol=1e-4)
