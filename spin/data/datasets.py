@@ -126,6 +126,9 @@ class SpinImageDataset(Dataset):
         except FileNotFoundError:
             raise UserError(f"Image {path} (row {index} of {self.annotations.path.name}) does not exist; "
                             "pass the folder its imgname paths are relative to.") from None
+        except (OSError, SyntaxError, Image.DecompressionBombError) as err:  # truncated, corrupt, not an image
+            raise UserError(f"Image {path} (row {index} of {self.annotations.path.name}) is damaged or "
+                            f"not an image ({type(err).__name__}); replace it or drop the row.") from None
 
     def load_part_map(self, index: int) -> np.ndarray:
         """The 24-part label map (H,W) int8 (−1 background) of row `index`'s image."""

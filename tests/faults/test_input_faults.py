@@ -89,6 +89,19 @@ def test_pack_validates_the_images_it_packs(copy, tmp_path, damage):
     assert not out.exists() and not list(tmp_path.glob("p.h5*"))  # nothing half-written left
 
 
+@pytest.mark.parametrize("damage", ["truncated", "not_an_image"])
+def test_a_damaged_image_in_a_folder_is_one_sentence_naming_file_and_row(copy, damage):
+    root, npz = copy
+    names = [str(n) for n in np.load(npz)["imgname"]]
+    victim = root / names[2]
+    data = victim.read_bytes()
+    victim.write_bytes(data[: len(data) // 3] if damage == "truncated" else b"hello, not a png")
+    dataset = SpinImageDataset(npz, images=root, img_res=32)
+    assert dataset[1]["img"].shape == (3, 32, 32)  # the other rows still load
+    message = _error(dataset.__getitem__, 2)
+    assert str(victim) in message and "row 2" in message and "damaged" in message
+
+
 def test_pack_validates_the_annotations(copy, tmp_path):
     root, npz = copy
     with np.load(npz) as data:
