@@ -126,7 +126,7 @@ class SpinImageDataset(Dataset):
         except FileNotFoundError:
             raise UserError(f"Image {path} (row {index} of {self.annotations.path.name}) does not exist; "
                             "pass the folder its imgname paths are relative to.") from None
-        except (OSError, SyntaxError, Image.DecompressionBombError) as err:  # truncated, corrupt, not an image
+        except (OSError, SyntaxError, Image.DecompressionBombError) as err:  # truncated, corrupt, other
             raise UserError(f"Image {path} (row {index} of {self.annotations.path.name}) is damaged or "
                             f"not an image ({type(err).__name__}); replace it or drop the row.") from None
 
