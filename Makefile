@@ -21,12 +21,16 @@ $(STAMP): pyproject.toml
 demo: venv
 	WANDB_MODE=$${WANDB_MODE:-offline} $(BIN)/spin train --config configs/default.yaml $(ARGS)
 
-# The worker tests join a two-node Ray cluster and kill actors; a pytest process that already ran a
-# local Ray runtime (store actor, trainer end-to-end tests) cannot reliably start another one with
-# different settings, so they run in a process of their own.
+# Each test folder runs in a pytest process of its own (and each distributed test file too): a
+# process that already ran a local Ray runtime cannot reliably start another one with different
+# settings (worker tests join a two-node cluster, distributed tests run Ray Train and ray start),
+# and folders keep their own conftest modules.
+TEST_GROUPS = tests/test_*.py tests/body tests/data tests/evaluation tests/experiments tests/faults \
+	tests/seeds tests/smplify tests/store tests/training tests/e2e tests/workers \
+	$(sort $(wildcard tests/distributed/test_*.py))
+
 test: venv
-	$(BIN)/python -m pytest --ignore=tests/workers
-	$(BIN)/python -m pytest tests/workers
+	@set -e; for group in $(TEST_GROUPS); do echo "== $$group"; $(BIN)/python -m pytest $$group; done
 
 lint: venv
 	$(BIN)/ruff check .
