@@ -99,15 +99,19 @@ def tiny_data(tmp_path_factory):
                               n_test=4, image_size=32, seed=5, gt_fraction=0.25, progress=False)
 
 
+def rank_overrides(data, run_dir: Path, mode: str, **extra) -> list[str]:
+    """key=value overrides of the tiny run on 2 ranks (what a user would type after `spin train`)."""
+    values = {"distributed.num_workers": 2, "distributed.cpus_per_worker": 0.5, "distributed.timeout_s": 300,
+              "fitting.cpus_per_actor": 0.5, "fitting.batch_size": PER_RANK, "data.batch_size": PER_RANK,
+              "rounds.steps_per_round": STEPS_PER_ROUND, "rounds.overlay_images": 0,
+              "rounds.eval_batch_size": 4, "rounds.drain_fits_s": 60, "distributed.max_failures": 0, **extra}
+    return e2e_conftest._e2e_overrides(data, run_dir, mode, **values)
+
+
 def rank_config(data, run_dir: Path, mode: str, **extra):
     """The tiny run's TrainConfig on 2 ranks, loaded as `spin train` loads it."""
     from spin.cli.train import _default_config_path
     from spin.config import TrainConfig
     from spin.config_loading import load_config
 
-    values = {"distributed.num_workers": 2, "distributed.cpus_per_worker": 0.5, "distributed.timeout_s": 300,
-              "fitting.cpus_per_actor": 0.5, "fitting.batch_size": PER_RANK, "data.batch_size": PER_RANK,
-              "rounds.steps_per_round": STEPS_PER_ROUND, "rounds.overlay_images": 0,
-              "rounds.eval_batch_size": 4, "rounds.drain_fits_s": 60, "distributed.max_failures": 0, **extra}
-    overrides = e2e_conftest._e2e_overrides(data, run_dir, mode, **values)
-    return load_config(TrainConfig, _default_config_path(), overrides)
+    return load_config(TrainConfig, _default_config_path(), rank_overrides(data, run_dir, mode, **extra))
