@@ -113,7 +113,8 @@ def check_world_size(saved: int | None, current: int, checkpoint: str) -> None:
     saved = 1 if saved is None else int(saved)
     if saved != current:
         raise UserError(f"Checkpoint {checkpoint} was written by {saved} rank(s) but this run has {current}; "
-                        f"resume with distributed.num_workers={saved}, or start a new run from its model.")
+                        f"resume with distributed.num_workers={saved}, or start a new run from its weights "
+                        f"with model.init_checkpoint={checkpoint}.")
 
 
 def _grouped() -> bool:

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from spin.distributed.config import DistributedConfig
-from spin.distributed.ddp import destroy_process_group, init_from_env, rank_from_env
+from spin.distributed.ddp import check_world_size, destroy_process_group, init_from_env, rank_from_env
 from spin.errors import UserError
 
 LAST_CHECKPOINT = "last.pt"  # the trainer's name for it (spin.training.trainer.LAST_CHECKPOINT)
@@ -54,6 +54,20 @@ def check_fresh_run_dir(run_dir: str | Path, resume: bool) -> None:
     if not resume and (last.is_file() or any(run_dir.glob("round_*"))):
         raise UserError(f"Run folder {run_dir} already holds a run; continue it with "
                         f"`spin train --resume {run_dir}` or choose another --run-dir.")
+
+
+def check_resume_world_size(run_dir: str | Path, world_size: int) -> None:
+    """Refuse `--resume` with another world size than the one that wrote `last.pt` before any rank
+    starts (the ranks check it too, but only after the cluster has started them, and the engine
+    would restart them on the error up to `distributed.max_failures` times)."""
+    import torch
+
+    last = Path(run_dir) / LAST_CHECKPOINT
+    try:  # mmap: only the small entries are read, not the weights
+        saved = torch.load(last, map_location="cpu", mmap=True, weights_only=False).get("world_size")
+    except Exception:  # noqa: BLE001 - an unreadable file: the ranks' load_checkpoint says so in one sentence
+        return
+    check_world_size(saved, world_size, str(last))
 
 
 def run_rank(config: Any, run_dir: str | Path, resume: bool, rank: int, world_size: int,
@@ -94,6 +108,8 @@ def launch(config: Any, run_dir: str | Path, resume: bool = False, factory: Trai
                         f"torchrun; run `torchrun --nproc-per-node {dist_cfg.num_workers} -m "
                         "spin.distributed.launch CONFIG RUN_DIR`, or set distributed.launcher=ray.")
     check_fresh_run_dir(run_dir, resume)
+    if resume:
+        check_resume_world_size(run_dir, dist_cfg.num_workers)
     return _ray_train(config, Path(run_dir), resume, dist_cfg, factory or _default_factory())
 
 

@@ -70,6 +70,18 @@ def test_a_killed_rank_is_restarted_and_the_run_ends_as_an_uninterrupted_one(tmp
     workers_conftest.assert_no_ray_processes()
 
 
+def test_a_resume_on_another_number_of_ranks_is_refused_before_any_rank_starts(tmp_path):
+    import ray
+
+    run = tmp_path / "run"
+    run.mkdir()
+    torch.save({"step": 4, "world_size": 2, "model": tiny_net().state_dict()}, run / "last.pt")
+    with pytest.raises(UserError, match="written by 2 rank.*this run has 3.*num_workers=2.*init_checkpoint"):
+        launch({"steps": STEPS, "per_rank": PER_RANK}, run, resume=True, factory=ToyTrainer,
+               distributed=DistributedConfig(num_workers=3, cpus_per_worker=0.5))
+    assert not ray.is_initialized()  # refused in the driver: no cluster started, no rank
+
+
 def test_a_rank_user_error_comes_back_as_the_sentence():
     pytest.importorskip("ray.train", reason="Ray Train is not installed (pip install 'ray[train]')")
     from ray.train.v2.api.exceptions import WorkerGroupError
