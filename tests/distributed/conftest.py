@@ -29,6 +29,20 @@ workers_conftest = _load("workers_conftest", TESTS / "workers" / "conftest.py")
 cluster_helpers = _load("workers_test_cluster", TESTS / "workers" / "test_cluster.py")
 
 
+@pytest.fixture
+def ray_local(monkeypatch):
+    """A Ray started by the code under test (or its subprocesses) is a fresh local one, one thread per
+    library; afterwards none is running and no Ray process of this test remains."""
+    monkeypatch.setenv("RAY_ADDRESS", "local")
+    monkeypatch.setenv("RAY_USAGE_STATS_ENABLED", "0")
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    yield
+    import ray
+
+    assert not ray.is_initialized(), "Ray left running"
+    workers_conftest.assert_no_ray_processes()
+
+
 def run_ranks(fn, world_size: int, args: tuple, timeout_s: float = 240.0) -> None:
     """Run `fn(rank, *args)` in `world_size` spawned processes; fail (and kill them) past `timeout_s`."""
     import torch.multiprocessing as mp
