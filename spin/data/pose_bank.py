@@ -44,9 +44,15 @@ class PoseBank:
     def __len__(self) -> int:
         return len(self.pose)
 
-    def sample(self, n: int, device: torch.device | str = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
-        """n rows drawn uniformly with replacement: pose (n,72) and betas (n,10) float32 on `device`."""
-        rows = self._rng.integers(0, len(self.pose), n)
+    def sample(self, n: int, device: torch.device | str = "cpu", rank: int = 0,
+               world_size: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
+        """n rows drawn uniformly with replacement: pose (n,72) and betas (n,10) float32 on `device`.
+
+        On `world_size` data-parallel ranks every rank draws the same n·world_size rows and keeps its
+        own n: the ranks see different bodies while their generators stay equal, so the one state
+        a checkpoint saves resumes every rank exactly.
+        """
+        rows = self._rng.integers(0, len(self.pose), n * world_size)[rank * n:(rank + 1) * n]
         return (torch.from_numpy(self.pose[rows]).to(device), torch.from_numpy(self.betas[rows]).to(device))
 
     def state_dict(self) -> dict[str, Any]:
