@@ -9,10 +9,8 @@ import shutil
 
 import pytest
 import torch
-import typer
 from typer.testing import CliRunner
 
-from spin.cli.eval import eval_command
 from spin.config import TrainConfig
 from spin.config_loading import load_config
 from spin.errors import UserError
@@ -21,11 +19,6 @@ from spin.training.trainer import LAST_CHECKPOINT, Trainer
 REPRESENTATION = "parts6"
 
 
-def _app() -> typer.Typer:
-    app = typer.Typer()
-    app.command("eval")(eval_command)
-    app.command("noop")(lambda: None)  # two commands: typer keeps the "eval" name
-    return app
 
 
 @pytest.fixture(scope="module")
@@ -50,16 +43,16 @@ def parts_run(tmp_path_factory):
     return run_dir / LAST_CHECKPOINT, test_split, metrics
 
 
-def _eval(checkpoint, data, *extra):
+def _eval(app, checkpoint, data, *extra):
     args = ["eval", "--checkpoint", str(checkpoint), "--data", str(data), "--json", "--device", "cpu",
             "--batch-size", "4", *extra]
-    return CliRunner().invoke(_app(), args)
+    return CliRunner().invoke(app, args)
 
 
-def test_eval_uses_the_checkpoints_representation_and_matches_the_round_evaluation(parts_run):
+def test_eval_uses_the_checkpoints_representation_and_matches_the_round_evaluation(parts_run, eval_app):
     checkpoint, test_split, round_metrics = parts_run
     for extra in ([], ["--representation", REPRESENTATION]):  # naming the same one changes nothing
-        result = _eval(checkpoint, test_split, *extra)
+        result = _eval(eval_app, checkpoint, test_split, *extra)
         assert result.exit_code == 0, result.output
         metrics = json.loads(result.output.strip().splitlines()[-1])
         assert metrics["representation"] == REPRESENTATION and metrics["count"] == 4
@@ -68,9 +61,9 @@ def test_eval_uses_the_checkpoints_representation_and_matches_the_round_evaluati
         assert 0 < metrics["joint_rotation_error"] < torch.pi and 0 <= metrics["pckh"] <= 1
 
 
-def test_the_table_shows_the_input_and_nbfs_measures(parts_run):
+def test_the_table_shows_the_input_and_nbfs_measures(parts_run, eval_app):
     checkpoint, test_split, _ = parts_run
-    result = CliRunner().invoke(_app(), ["eval", "--checkpoint", str(checkpoint), "--data", str(test_split),
+    result = CliRunner().invoke(eval_app, ["eval", "--checkpoint", str(checkpoint), "--data", str(test_split),
                                          "--device", "cpu", "--batch-size", "4"],
                                 env={"COLUMNS": "250"})
     assert result.exit_code == 0, result.output
@@ -80,20 +73,20 @@ def test_the_table_shows_the_input_and_nbfs_measures(parts_run):
 
 @pytest.mark.parametrize("wanted,words", [("rgb", ["'parts6'", "'rgb'", "--representation"]),
                                           ("parts7", ["'parts7'", "parts12", "heatmaps24"])])
-def test_a_representation_that_contradicts_the_checkpoint_is_one_sentence(parts_run, wanted, words):
+def test_a_representation_that_contradicts_the_checkpoint_is_one_sentence(parts_run, wanted, words, eval_app):
     checkpoint, test_split, _ = parts_run
-    result = _eval(checkpoint, test_split, "--representation", wanted)
+    result = _eval(eval_app, checkpoint, test_split, "--representation", wanted)
     assert isinstance(result.exception, UserError), result.output
     message = str(result.exception)
     assert all(w in message for w in words) and "\n" not in message
 
 
-def test_a_test_file_without_part_maps_is_one_sentence_before_any_batch(parts_run, tmp_path):
+def test_a_test_file_without_part_maps_is_one_sentence_before_any_batch(parts_run, tmp_path, eval_app):
     checkpoint, test_split, _ = parts_run
     copy = tmp_path / "rgb_only"
     shutil.copytree(test_split.parent, copy, ignore=shutil.ignore_patterns("*_parts.png"))
     assert not list(copy.rglob("*_parts.png")) and list(copy.rglob("*.png")) + list(copy.rglob("*.jpg"))
-    result = _eval(checkpoint, copy / test_split.name)
+    result = _eval(eval_app, checkpoint, copy / test_split.name)
     assert isinstance(result.exception, UserError), result.output
     message = str(result.exception)
     assert "'parts6'" in message and "part map" in message and test_split.name in message
