@@ -99,33 +99,13 @@ def mean_initialisation(body_files: BodyFiles, n: int) -> InitialParameters:
 
 
 def load_initialisation(path: str | Path, n: int) -> InitialParameters:
-    """INIT.npz: `pose` (N, 72), `betas` (N, 10), optional `cam_t` (N, 3), finite, N = dataset size."""
-    path = Path(path)
-    if not path.is_file():
-        raise UserError(f"initialisation file {path} does not exist; pass an .npz with pose and betas "
-                        "to --init.")
-    try:
-        with np.load(path, allow_pickle=False) as data:
-            arrays = {key: np.asarray(data[key]) for key in data.files}
-    except Exception as exc:
-        raise UserError(f"{path} is not a readable .npz file ({type(exc).__name__}); pass INIT.npz with pose "
-                        "(N, 72) and betas (N, 10).") from None
-    expected = {"pose": (n, 72), "betas": (n, 10), "cam_t": (n, 3)}
-    for key in ("pose", "betas"):
-        if key not in arrays:
-            raise UserError(f"{path} has no '{key}' array; INIT.npz needs pose (N, 72) and betas (N, 10).")
-    checked = {}
-    for key, shape in expected.items():
-        if key not in arrays:
-            continue
-        array = arrays[key].astype(np.float32)
-        if array.shape != shape:
-            raise UserError(f"{path}: '{key}' has shape {array.shape}, expected {shape} for the dataset's "
-                            f"{n} samples; fix the file.")
-        if not np.isfinite(array).all():
-            raise UserError(f"{path}: '{key}' holds NaN/Inf values; replace them before fitting.")
-        checked[key] = array
-    return InitialParameters(pose=checked["pose"], betas=checked["betas"], cam_t=checked.get("cam_t"))
+    """INIT.npz: `pose` (N, 72), `betas` (or `shape`, N × ≥10), optional `cam_t` (N, 3), finite,
+    N = dataset size (`spin.data.smpl_params.read_smpl_params`)."""
+    from spin.data.smpl_params import read_smpl_params
+
+    arrays = read_smpl_params(path, "Initialisation file", "pass an .npz with pose (N, 72) and betas "
+                              "(N, 10) to --init", rows=n, optional=("cam_t",))
+    return InitialParameters(pose=arrays["pose"], betas=arrays["betas"], cam_t=arrays.get("cam_t"))
 
 
 def _batches(keys: list[str], keypoints: np.ndarray, init: InitialParameters, batch_size: int):

@@ -98,8 +98,10 @@ class AdversarialPrior:
                 dist.broadcast(p.data, src=0)
 
     def real_batch(self, n: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """n bank bodies as body rotations (n,23,3,3) and betas (n,10) on the prior's device."""
-        pose, betas = self.bank.sample(n, self.device)
+        """n bank bodies as body rotations (n,23,3,3) and betas (n,10) on the prior's device (other
+        bodies on each data-parallel rank)."""
+        rank, world = (dist.get_rank(), dist.get_world_size()) if _distributed() else (0, 1)
+        pose, betas = self.bank.sample(n, self.device, rank, world)
         return body_rotmats(axis_angle_to_matrix(pose.reshape(n, -1, 3))), betas
 
     def step(self, pred_rotmats_per_iter: Sequence[torch.Tensor] | torch.Tensor,

@@ -18,6 +18,9 @@ T = TypeVar("T")
 def load_config(cls: type[T], path: str | Path | None = None, overrides: list[str] | None = None) -> T:
     """Merge the dataclass defaults of `cls`, the YAML file at `path` and `key=value` overrides.
 
+    A file may name a parent, `base: default.yaml` (relative to the file): the parent (and its own
+    base, and so on) is merged first, so the file holds only what it changes.
+
     Unknown keys and values of the wrong type end in a `UserError` naming the file or override.
     Returns a plain instance of `cls` (not an OmegaConf proxy), so it pickles into Ray actors.
     """
@@ -26,14 +29,12 @@ def load_config(cls: type[T], path: str | Path | None = None, overrides: list[st
         path = Path(path)
         if not path.is_file():
             raise UserError(f"Config file {path} does not exist; pass an existing YAML file to --config.")
-        try:
-            merged = OmegaConf.merge(merged, OmegaConf.create(_parse_yaml(path.read_text()) or {}))
-        except yaml.YAMLError as err:
-            raise UserError(f"Config file {path} is not valid YAML ({_first_line(err)}); fix its syntax.") \
-                from None
-        except OmegaConfBaseException as err:
-            raise UserError(f"Config file {path} does not match the config schema ({_first_line(err)}); "
-                            "fix or remove that key.") from None
+        for layer_path, layer in _layers(path):
+            try:
+                merged = OmegaConf.merge(merged, OmegaConf.create(layer))
+            except OmegaConfBaseException as err:
+                raise UserError(f"Config file {layer_path} does not match the config schema "
+                                f"({_first_line(err)}); fix or remove that key.") from None
     for item in overrides or []:
         if "=" not in item:
             raise UserError(f"Override '{item}' is not of the form key=value; write e.g. optim.lr=0.01.")
@@ -47,6 +48,42 @@ def load_config(cls: type[T], path: str | Path | None = None, overrides: list[st
             raise UserError(f"Override '{item}' does not match the config schema ({_first_line(err)}); "
                             "check the key name and value type.") from None
     return OmegaConf.to_object(merged)
+
+
+BASE_KEY = "base"  # a config file's parent: `base: default.yaml` (relative to the file) is merged first
+
+
+def _layers(path: Path) -> list[tuple[Path, dict]]:
+    """The YAML mappings a config file stands for, base first: the file's own keys over its `base:`
+    chain's (each base path relative to the file naming it). A missing base, a loop or a file that is
+    not a mapping is a UserError naming the file."""
+    chain: list[tuple[Path, dict]] = []
+    seen: set[Path] = set()
+    current: Path | None = path
+    while current is not None:
+        resolved = current.resolve()
+        if resolved in seen:
+            raise UserError(f"Config file {current} is its own base (the {BASE_KEY}: chain from {path} "
+                            f"loops); remove one of the {BASE_KEY}: keys.")
+        seen.add(resolved)
+        try:
+            layer = _parse_yaml(current.read_text()) or {}
+        except yaml.YAMLError as err:
+            raise UserError(f"Config file {current} is not valid YAML ({_first_line(err)}); "
+                            "fix its syntax.") from None
+        if not isinstance(layer, dict):
+            raise UserError(f"Config file {current} holds a {type(layer).__name__}, not a mapping of config "
+                            "keys; write it as `section: {key: value}` YAML.")
+        base = layer.pop(BASE_KEY, None)
+        chain.append((current, layer))
+        if base is None:
+            break
+        following = current.parent / str(base)
+        if not following.is_file():
+            raise UserError(f"Config file {current} names {BASE_KEY}: {base}, but {following} does not "
+                            "exist; give a path relative to that file (e.g. base: default.yaml).")
+        current = following
+    return chain[::-1]
 
 
 def config_to_yaml(config: object) -> str:

@@ -13,7 +13,8 @@ from rich.table import Table
 
 console = Console()
 _LABELS = {"mpjpe": "MPJPE (mm)", "pa_mpjpe": "PA-MPJPE (mm)", "pve": "vertex error (mm)",
-           "pck": "PCK@150mm", "auc": "AUC", "pa_pck": "PA-PCK@150mm", "pa_auc": "PA-AUC"}
+           "pck": "PCK@150mm", "auc": "AUC", "pa_pck": "PA-PCK@150mm", "pa_auc": "PA-AUC",
+           "joint_rotation_error": "joint rotation error (rad)", "pckh": "PCKh@0.5"}
 
 
 def _json_safe(metrics: dict) -> dict:
@@ -37,26 +38,32 @@ def eval_command(
         None, "--joint-regressor-h36m", help="SPIN's J_regressor_h36m.npy (default: beside the model)."),
     img_res: Optional[int] = typer.Option(
         None, "--img-res", help="Network input size (default: the checkpoint's config, 224 for SPIN's)."),
+    representation: Optional[str] = typer.Option(
+        None, "--representation", help="Input representation (rgb, silhouette, parts3/6/12/24, "
+        "heatmaps14/24); always the checkpoint's own (its saved config), so only a check."),
     out: Optional[Path] = typer.Option(
         None, "--out", help="Write predictions (pose, betas, cam) and per-sample errors to this .npz."),
     batch_size: int = typer.Option(64, "--batch-size"),
     device: str = typer.Option("auto", "--device", help="cpu, cuda or auto."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object instead of a table."),
 ) -> None:
-    """SPIN's evaluation numbers (MPJPE, PA-MPJPE; PCK/AUC for MPI-INF-3DHP) of a checkpoint."""
+    """SPIN's evaluation numbers (MPJPE, PA-MPJPE; PCK/AUC for MPI-INF-3DHP) and NBF's (joint rotation
+    error, PCKh@0.5) of a checkpoint, on the input representation it was trained on."""
     from spin.evaluation.checkpoint_eval import evaluate_checkpoint
 
     result = evaluate_checkpoint(checkpoint, data, images=images, batch_size=batch_size, device=device,
                                  out=out, protocol=protocol, body_model=body_model,
                                  joint_regressor_extra=joint_regressor_extra,
-                                 joint_regressor_h36m=joint_regressor_h36m, img_res=img_res)
+                                 joint_regressor_h36m=joint_regressor_h36m, img_res=img_res,
+                                 representation=representation)
     metrics = _json_safe(result.metrics())
     if as_json:
         if out is not None:
             metrics["out"] = str(out)
         print(json.dumps(metrics, allow_nan=False))
         return
-    table = Table(title=f"{data.name} — {checkpoint} — protocol {result.protocol}")
+    table = Table(title=f"{data.name} — {checkpoint} — protocol {result.protocol}, "
+                        f"input {result.representation}")
     names = [k for k in _LABELS if k in result.means]
     table.add_column("samples", justify="right")
     for name in names:

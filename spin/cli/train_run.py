@@ -114,7 +114,9 @@ def rounds_table(rounds: list[dict]) -> Table:
     sample without a fit counts as not valid); improved: stored fits replaced by a better one;
     fitted: the round's offered fitting jobs that were fitted (— without fitting), dropped: those
     never fitted; fits MPJPE / PA-MPJPE: the stored fits against the hidden ground truth (synthetic
-    data), shown when measured.
+    data), shown when measured; rot. err / PCKh: NBF's mean joint-rotation error and PCKh@0.5 on the
+    test split; adv. loss / D loss / D acc: HMR's adversarial prior (round means of its encoder
+    loss, unweighted, its discriminator loss and accuracy), shown when the prior is on.
     """
     table = Table(title="rounds (test split: MPJPE / PA-MPJPE in mm)")
     columns = ["round", "step", "MPJPE", "PA-\nMPJPE", "valid\nfits", "train\nvalid", "fit\nloss",
@@ -122,6 +124,12 @@ def rounds_table(rounds: list[dict]) -> Table:
     truth = any(r.get("fits_mpjpe") is not None for r in rounds)
     if truth:
         columns[4:4] = ["fits\nMPJPE", "fits PA-\nMPJPE"]
+    nbf = any(r.get("joint_rotation_error") is not None or r.get("pckh") is not None for r in rounds)
+    if nbf:
+        columns[4:4] = ["rot.\nerr (rad)", "PCKh\n@0.5"]
+    adversarial = any("adv/d_acc" in (r.get("extensions") or {}) for r in rounds)
+    if adversarial:
+        columns += ["adv.\nloss", "D\nloss", "D\nacc"]
     for column in columns:
         table.add_column(column, justify="right")
     for r in rounds:
@@ -132,5 +140,11 @@ def rounds_table(rounds: list[dict]) -> Table:
                _fmt(r.get("fits_dropped_in_round"), "d"), _fmt(r.get("steps_per_s"), ".2f")]
         if truth:
             row[4:4] = [_fmt(r.get("fits_mpjpe"), ".1f"), _fmt(r.get("fits_pa_mpjpe"), ".1f")]
+        if nbf:
+            row[4:4] = [_fmt(r.get("joint_rotation_error"), ".3f"), _fmt(r.get("pckh"), ".1%")]
+        if adversarial:
+            ext = r.get("extensions") or {}
+            row += [_fmt(ext.get("adv/e_loss"), ".3f"), _fmt(ext.get("adv/d_loss"), ".3f"),
+                    _fmt(ext.get("adv/d_acc"), ".1%")]
         table.add_row(*row)
     return table

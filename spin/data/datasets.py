@@ -50,11 +50,13 @@ from spin.data.augment import (
 )
 from spin.data.h5pack import ImagePack, is_image_pack
 from spin.data.representations import (
+    IMAGE_REPRESENTATIONS,
     check_representation,
     crop_part_map,
     decode_part_map,
     part_map_name,
     representation_input,
+    textured_image,
 )
 from spin.data.spin_format import SpinAnnotations, load_spin_npz
 from spin.errors import UserError
@@ -147,7 +149,7 @@ class SpinImageDataset(Dataset):
     def display_image(self, img: torch.Tensor) -> torch.Tensor:
         """An item's `img` (C,R,R) as an ImageNet-normalised RGB crop (3,R,R) for overlays: itself for
         rgb; otherwise each pixel's strongest channel as a grey level (a part map shows its parts)."""
-        if self.representation == "rgb":
+        if self.representation in IMAGE_REPRESENTATIONS:
             return img
         strongest = img.float().argmax(0) + 1
         grey = torch.where(img.float().amax(0) > 0, strongest / img.shape[0], torch.zeros(()))
@@ -170,9 +172,13 @@ class SpinImageDataset(Dataset):
         at_res[:, :2] *= res / SMPLIFY_RES
         keypoints = augment_keypoints(at_res[None], params.flip, params.rot_deg, params.scale, res)[0]
         box_scale = float(ann.scale[index]) * params.scale
-        if self.representation == "rgb":
+        if self.representation in IMAGE_REPRESENTATIONS:
             crop = crop_image(self.load_image(index), ann.center[index], box_scale, res, params.rot_deg,
                               params.flip)
+            if self.representation == "textured":  # the row's clothes and clutter, whatever the crop
+                parts = crop_part_map(self.load_part_map(index), ann.center[index], box_scale, res,
+                                      params.rot_deg, params.flip)
+                crop = textured_image(crop, parts, seed=index)
             img = apply_pixel_noise(crop, params.pixel_noise) / 255.0
             img = ((img - IMAGENET_MEAN) / IMAGENET_STD).transpose(2, 0, 1)
         else:

@@ -16,10 +16,9 @@ from typing import Any
 import numpy as np
 import torch
 
+from spin.data.smpl_params import NUM_BETAS, NUM_POSE, read_smpl_params
 from spin.errors import UserError
 
-NUM_POSE = 72
-NUM_BETAS = 10
 # Mixed into the seed of a generated bank (and of the sampler), so neither shares a stream with
 # the synthetic dataset drawn from the same seed.
 _BANK_STREAM = 0x0BA4C
@@ -44,9 +43,15 @@ class PoseBank:
     def __len__(self) -> int:
         return len(self.pose)
 
-    def sample(self, n: int, device: torch.device | str = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
-        """n rows drawn uniformly with replacement: pose (n,72) and betas (n,10) float32 on `device`."""
-        rows = self._rng.integers(0, len(self.pose), n)
+    def sample(self, n: int, device: torch.device | str = "cpu", rank: int = 0,
+               world_size: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
+        """n rows drawn uniformly with replacement: pose (n,72) and betas (n,10) float32 on `device`.
+
+        On `world_size` data-parallel ranks every rank draws the same n·world_size rows and keeps its
+        own n: the ranks see different bodies while their generators stay equal, so the one state
+        a checkpoint saves resumes every rank exactly.
+        """
+        rows = self._rng.integers(0, len(self.pose), n * world_size)[rank * n:(rank + 1) * n]
         return (torch.from_numpy(self.pose[rows]).to(device), torch.from_numpy(self.betas[rows]).to(device))
 
     def state_dict(self) -> dict[str, Any]:
@@ -64,35 +69,9 @@ class PoseBank:
 
 def load_pose_bank(path: str | Path, seed: int = 0) -> PoseBank:
     """A bank from an `.npz` with `pose` (N,72) and `shape` or `betas` (N, ≥10; the first 10 are kept)."""
-    path = Path(path)
-    if not path.is_file():
-        raise UserError(f"Pose bank file {path} does not exist; set adversarial.bank to an .npz of SMPL "
-                        "parameters (keys pose and shape) or to null for the generated bank.")
-    try:
-        with np.load(path, allow_pickle=False) as data:
-            arrays = {key: np.asarray(data[key]) for key in data.files}
-    except (OSError, ValueError) as err:
-        raise UserError(f"Pose bank file {path} is not a readable .npz ({err}); write it with numpy.savez "
-                        "with keys pose (N,72) and shape (N,10).") from None
-    if "pose" not in arrays:
-        raise UserError(f"Pose bank file {path} has no key 'pose'; it needs pose (N,72) SMPL axis-angle "
-                        f"and shape (N,10) betas (found keys: {', '.join(sorted(arrays)) or 'none'}).")
-    shape_key = "shape" if "shape" in arrays else "betas" if "betas" in arrays else None
-    if shape_key is None:
-        raise UserError(f"Pose bank file {path} has no key 'shape' or 'betas'; add the (N,10) SMPL betas "
-                        "under one of them.")
-    pose, betas = arrays["pose"], arrays[shape_key]
-    if pose.ndim != 2 or pose.shape[1] != NUM_POSE or len(pose) == 0:
-        raise UserError(f"Pose bank file {path}: key 'pose' has shape {pose.shape}; it must be (N,72) "
-                        "axis-angle with the global orientation first, N ≥ 1.")
-    if betas.ndim != 2 or betas.shape[0] != len(pose) or betas.shape[1] < NUM_BETAS:
-        raise UserError(f"Pose bank file {path}: key '{shape_key}' has shape {betas.shape}; it must be "
-                        f"({len(pose)}, 10) (one row of at least 10 betas per pose).")
-    for key, values in (("pose", pose), (shape_key, betas)):
-        if not np.issubdtype(values.dtype, np.number) or not np.isfinite(values).all():
-            raise UserError(f"Pose bank file {path}: key '{key}' holds non-finite or non-numeric values; "
-                            "remove those rows.")
-    return PoseBank(pose, betas[:, :NUM_BETAS], seed=seed, source=str(path))
+    arrays = read_smpl_params(path, "Pose bank file", "set adversarial.bank to an .npz of SMPL parameters "
+                              "(keys pose and shape) or to null for the generated bank")
+    return PoseBank(arrays["pose"], arrays["betas"], seed=seed, source=str(path))
 
 
 def synthetic_pose_bank(size: int, seed: int = 0) -> PoseBank:

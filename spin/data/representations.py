@@ -5,7 +5,9 @@ the 24-part label map of `spin.data.render.render_parts` (SMPL part per pixel, �
 each vertex's part is its largest skinning weight) and the sample's keypoints. So whichever is
 chosen, the person, camera and keypoints are identical — only what the network sees changes:
 
-    rgb           the shaded render itself (3 channels)
+    rgb           the shaded render itself (3 channels): each SMPL part in its own colour
+    textured      NBF's RGB-like image (3 channels): the render's shading under a plausible texture
+                  (skin, shirt, trousers, shoes, a striped fabric) on a cluttered background
     silhouette    1 channel: the union of all parts
     parts3/6/12/24  one-hot part channels of NBF's groupings of SMPL's 24 parts
     heatmaps14/24   one Gaussian per joint: the 14 LSP joints, or SPIN's 24 ground-truth joints
@@ -21,6 +23,7 @@ import numpy as np
 from PIL import Image
 
 from spin.data.crop import crop_matrix
+from spin.data.render import PART_PALETTE
 from spin.errors import UserError
 from spin.joints import FLIP_PERM_SMPL, NUM_OPENPOSE, SMPL_JOINT_NAMES
 
@@ -46,9 +49,10 @@ PART_GROUPS: dict[int, tuple[tuple[str, tuple[int, ...]], ...]] = {
 # are LSP's 14 in LSP order (ankles … wrists, neck, top of head).
 HEATMAP_JOINTS: dict[int, np.ndarray] = {14: NUM_OPENPOSE + np.arange(14), 24: NUM_OPENPOSE + np.arange(24)}
 
-REPRESENTATIONS: tuple[str, ...] = ("rgb", "silhouette", "parts3", "parts6", "parts12", "parts24",
+REPRESENTATIONS: tuple[str, ...] = ("rgb", "textured", "silhouette", "parts3", "parts6", "parts12", "parts24",
                                     "heatmaps14", "heatmaps24")
 HEATMAP_SIGMA_FRACTION = 1.0 / 64.0  # Gaussian std as a share of the image side (3.5 px at 224)
+IMAGE_REPRESENTATIONS = ("rgb", "textured")  # 3-channel photos-like inputs: ImageNet-normalised, noisy
 PART_MAP_SUFFIX = "_parts.png"  # beside each synthetic image: mode L, label + 1, 0 = background
 
 
@@ -138,7 +142,7 @@ def joint_heatmaps(keypoints: np.ndarray, size: int, sigma: float) -> np.ndarray
 def representation_channels(kind: str) -> int:
     """Input channels of a representation (3 for rgb, 1 for silhouette, the part or joint count otherwise)."""
     check_representation(kind)
-    if kind == "rgb":
+    if kind in IMAGE_REPRESENTATIONS:
         return 3
     if kind == "silhouette":
         return 1
@@ -154,15 +158,18 @@ def check_representation(kind: str) -> str:
 
 
 def representation_input(kind: str, image: np.ndarray, part_map: np.ndarray, keypoints: np.ndarray,
-                         sigma: float | None = None) -> np.ndarray:
+                         sigma: float | None = None, seed: int = 0) -> np.ndarray:
     """The network input (C,H,W) float32 in [0, 1] of one sample in representation `kind`.
 
     image (H,W,3) uint8 the RGB render; part_map (H,W) its 24-part labels (−1 background), both of
     the same crop; keypoints (49,3) SPIN's keypoints in that crop's pixels (only the 24 ground-truth
-    ones are read, for heatmaps). sigma: heatmap std in pixels (default HEATMAP_SIGMA_FRACTION·H).
+    ones are read, for heatmaps). sigma: heatmap std in pixels (default HEATMAP_SIGMA_FRACTION·H);
+    seed: the textured person's clothes and background (e.g. the dataset row).
     """
     check_representation(kind)
-    if kind == "rgb":
+    if kind == "textured":
+        image = textured_image(image, part_map, seed)
+    if kind in IMAGE_REPRESENTATIONS:
         return np.ascontiguousarray(np.asarray(image).transpose(2, 0, 1), dtype=np.float32) / 255.0
     if kind == "silhouette":
         return silhouette(part_map)[None].astype(np.float32)
@@ -172,3 +179,63 @@ def representation_input(kind: str, image: np.ndarray, part_map: np.ndarray, key
     size = np.asarray(part_map).shape[0]
     sigma = sigma if sigma is not None else HEATMAP_SIGMA_FRACTION * size
     return joint_heatmaps(np.asarray(keypoints)[HEATMAP_JOINTS[n]], size, sigma)
+
+
+# textured: clothing regions as SMPL parts (forearms bare or sleeved per person), and skin tones.
+TEXTURE_STREAM = 0x7E47  # mixed into each row's seed: its clothes and clutter, apart from other streams
+_SKIN = (12, 15, 20, 21, 22, 23)
+_SHIRT = (3, 6, 9, 13, 14, 16, 17)
+_FOREARMS = (18, 19)
+_TROUSERS = (0, 1, 2, 4, 5)
+_SHOES = (7, 8, 10, 11)
+SKIN_TONES = np.array([[255, 219, 172], [241, 194, 125], [224, 172, 105], [198, 134, 66], [141, 85, 36],
+                       [92, 59, 36]], dtype=np.float32)
+CLUTTER_SHAPES = 14
+
+
+def render_shading(image: np.ndarray, part_map: np.ndarray) -> np.ndarray:
+    """(H,W) float32: the render's brightness per body pixel, its colour over its part's palette colour
+    (0 on the background). image (H,W,3) the colour-coded render, part_map (H,W) its labels."""
+    parts = np.asarray(part_map).astype(np.int64)
+    palette = PART_PALETTE.astype(np.float32)[np.maximum(parts, 0)].sum(-1)
+    shade = np.asarray(image, dtype=np.float32).sum(-1) / np.maximum(palette, 1.0)
+    return np.where(parts >= 0, shade, 0.0).astype(np.float32)
+
+
+def clutter(size: int, rng: np.random.Generator) -> np.ndarray:
+    """(size,size,3) float32: a random base colour under overlapping random rectangles and ellipses."""
+    out = np.broadcast_to(rng.uniform(30, 220, 3), (size, size, 3)).astype(np.float32)
+    yy, xx = np.mgrid[0:size, 0:size] + 0.5
+    for _ in range(CLUTTER_SHAPES):
+        cx, cy = rng.uniform(0, size, 2)
+        rx, ry = rng.uniform(0.05, 0.35, 2) * size
+        if rng.random() < 0.5:
+            mask = (np.abs(xx - cx) < rx) & (np.abs(yy - cy) < ry)
+        else:
+            mask = ((xx - cx) / rx) ** 2 + ((yy - cy) / ry) ** 2 < 1.0
+        out[mask] = rng.uniform(0, 255, 3)
+    return out + rng.normal(0.0, 6.0, out.shape).astype(np.float32)
+
+
+def textured_image(image: np.ndarray, part_map: np.ndarray, seed: int) -> np.ndarray:
+    """NBF's RGB-like input (H,W,3) uint8 of a colour-coded render (H,W,3) and its part map (H,W):
+    the same shading and silhouette, the person in clothes (skin tone, shirt, trousers, shoes and a
+    striped fabric, drawn per `seed`, e.g. the dataset row) on a cluttered background."""
+    rng = np.random.default_rng([int(seed), TEXTURE_STREAM])
+    parts = np.asarray(part_map).astype(np.int64)
+    size = parts.shape[0]
+    colours = np.zeros((24, 3), np.float32)
+    skin = SKIN_TONES[rng.integers(len(SKIN_TONES))]
+    shirt = rng.uniform(20, 235, 3)
+    colours[list(_SKIN)] = skin
+    colours[list(_SHIRT)] = shirt
+    colours[list(_FOREARMS)] = shirt if rng.random() < 0.5 else skin
+    colours[list(_TROUSERS)] = rng.uniform(15, 200, 3)
+    colours[list(_SHOES)] = rng.uniform(10, 90, 3)
+    yy, xx = np.mgrid[0:size, 0:size] + 0.5
+    angle, period = rng.uniform(0, np.pi), rng.uniform(3, 10) * size / 64
+    stripes = 1.0 + 0.15 * np.sign(np.sin((xx * np.cos(angle) + yy * np.sin(angle)) * 2 * np.pi / period))
+    fabric = np.where(np.isin(parts, _SHIRT + _TROUSERS), stripes, 1.0)
+    person = colours[np.maximum(parts, 0)] * (render_shading(image, parts) * fabric)[..., None]
+    out = np.where((parts >= 0)[..., None], person, clutter(size, rng))
+    return np.clip(np.rint(out), 0, 255).astype(np.uint8)

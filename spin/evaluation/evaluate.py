@@ -98,10 +98,8 @@ def evaluate_model(model: Regressor, body: BodyModel, loader: DataLoader, device
                     pred_body.vertices.cpu(), gt_body.vertices.cpu(),
                     lsp14_pelvis(lsp14(pred_body.joints[:, NUM_OPENPOSE:])).cpu(),
                     lsp14_pelvis(lsp14(gt_body.joints[:, NUM_OPENPOSE:])).cpu()))
-            if has_smpl.any():
-                errors["joint_rotation_error"].append(mean_joint_rotation_error(
-                    out.rotmat[has_smpl.to(device)].cpu(), batch["pose"][has_smpl]))
-            errors["pckh"].append(_pckh(joints, out.cam, batch["keypoints"], camera))
+            for key, value in nbf_errors(out.rotmat, out.cam, joints, batch, camera).items():
+                errors[key].append(value)
             pose = matrix_to_axis_angle(out.rotmat).reshape(-1, 72).cpu()
             errors["implausible"].append(implausible_bodies(pose, out.betas.cpu()))
             preds["pose"].append(pose.numpy())
@@ -120,12 +118,26 @@ def evaluate_model(model: Regressor, body: BodyModel, loader: DataLoader, device
         pa_mpjpe=float(per_sample["pa_mpjpe"].mean()) if "pa_mpjpe" in per_sample else float("nan"),
         pve=float(per_sample["pve"].mean()) if "pve" in per_sample else None,
         count=int(len(per_sample.get("mpjpe", []))),
-        joint_rotation_error=_mean_or_none(per_sample.get("joint_rotation_error")),
-        pckh=_mean_or_none(per_sample.get("pckh")),
-        implausible_frac=_mean_or_none(per_sample.get("implausible")),
+        joint_rotation_error=mean_or_none(per_sample.get("joint_rotation_error")),
+        pckh=mean_or_none(per_sample.get("pckh")),
+        implausible_frac=mean_or_none(per_sample.get("implausible")),
         per_sample=per_sample,
         predictions={k: np.concatenate(v) for k, v in preds.items() if v},
     )
+
+
+def nbf_errors(rotmat: torch.Tensor, cam: torch.Tensor, joints: torch.Tensor, batch: dict,
+               camera: CropCamera) -> dict[str, np.ndarray]:
+    """NBF's per-sample measures of one batch: `joint_rotation_error` (radians, over the 24 SMPL
+    joints) of the rows with ground-truth SMPL (absent when none has it), `pckh` (B,) of every row
+    (NaN where no head is visible). rotmat (B,24,3,3), cam (B,3) weak perspective, joints (B,49,3)
+    the predicted body's joints; batch: `SpinImageDataset` items (`has_smpl`, `pose`, `keypoints`)."""
+    out = {"pckh": _pckh(joints, cam, batch["keypoints"], camera)}
+    has_smpl = batch["has_smpl"].bool()
+    if has_smpl.any():
+        out["joint_rotation_error"] = mean_joint_rotation_error(
+            rotmat[has_smpl.to(rotmat.device)].float().cpu(), batch["pose"][has_smpl])
+    return out
 
 
 def _pckh(joints: torch.Tensor, cam: torch.Tensor, keypoints: torch.Tensor, camera: CropCamera) -> np.ndarray:
@@ -137,7 +149,7 @@ def _pckh(joints: torch.Tensor, cam: torch.Tensor, keypoints: torch.Tensor, came
     return pckh(lsp14(projected[:, NUM_OPENPOSE:]).cpu(), lsp14(keypoints[:, NUM_OPENPOSE:]).cpu())
 
 
-def _mean_or_none(values: np.ndarray | None) -> float | None:
+def mean_or_none(values: np.ndarray | None) -> float | None:
     """Mean of the finite per-sample values (bools count as 0/1), None when there are none."""
     if values is None:
         return None

@@ -10,8 +10,9 @@ import torch
 from torch.utils.data import DataLoader
 
 from spin.body import BodyFiles, BodyModel
+from spin.camera import CropCamera
 from spin.errors import UserError
-from spin.evaluation.evaluate import evaluate_model
+from spin.evaluation.evaluate import evaluate_model, mean_or_none, nbf_errors
 from spin.evaluation.protocols import (
     PROTOCOLS,
     Protocol,
@@ -30,18 +31,22 @@ NUM_VERTICES = 6890
 class ProtocolResult:
     """Dataset means (`means`: mm for errors, fractions for PCK/AUC), the number of scored
     samples, per-sample metrics of the scored rows, and the predictions of every row (`pose`
-    (N,72) axis-angle, `betas` (N,10), `cam` (N,3), `sample_index` (N,))."""
+    (N,72) axis-angle, `betas` (N,10), `cam` (N,3), `sample_index` (N,)); `representation` the
+    network's input (NBF's rgb, silhouette, parts*, heatmaps*)."""
 
     protocol: str
     means: dict[str, float | None]
     count: int
     per_sample: dict[str, np.ndarray] = field(default_factory=dict)
     predictions: dict[str, np.ndarray] = field(default_factory=dict)
+    representation: str = "rgb"
 
     def metrics(self) -> dict[str, object]:
-        """JSON-ready: protocol, count and each metric (None where it has no value; `pve` always present)."""
+        """JSON-ready: protocol, representation, count and each metric (None where it has no value;
+        `pve` always present)."""
         clean = {k: (None if v is None or not np.isfinite(v) else float(v)) for k, v in self.means.items()}
-        return {"protocol": self.protocol, "count": self.count, "pve": None, **clean}
+        return {"protocol": self.protocol, "representation": self.representation, "count": self.count,
+                "pve": None, **clean}
 
 
 def load_h36m_regressor(path: str | Path | None, protocol: str) -> torch.Tensor:
@@ -106,8 +111,15 @@ def evaluate_protocol(model: Regressor, body: BodyModel, dataset, protocol: str,
                       h36m_regressor: torch.Tensor | None = None,
                       bodies_by_gender: dict[str, BodyModel] | None = None, batch_size: int = 64,
                       device: torch.device | str = "cpu", amp_dtype: torch.dtype | None = None,
-                      num_workers: int = 0) -> ProtocolResult:
-    """Score `model` on `dataset` (a `SpinImageDataset`, no augmentation) under `protocol`."""
+                      num_workers: int = 0, camera: CropCamera | None = None) -> ProtocolResult:
+    """Score `model` on `dataset` (a `SpinImageDataset`, no augmentation) under `protocol`.
+
+    Beside the protocol's own metrics, every protocol reports NBF's `joint_rotation_error` (mean
+    quaternion distance in radians, rows with ground-truth SMPL; None without) and `pckh` (PCKh@0.5
+    of LSP's 14 joints in the crop, rows with a visible head; None without); `camera` is the crop
+    camera the weak-perspective prediction is projected with for PCKh (default `CropCamera()`).
+    """
+    camera = camera or CropCamera()
     if protocol not in PROTOCOLS:
         raise UserError(f"Unknown protocol '{protocol}'; use one of {', '.join(PROTOCOLS)}.")
     spec = PROTOCOLS[protocol]
@@ -115,11 +127,13 @@ def evaluate_protocol(model: Regressor, body: BodyModel, dataset, protocol: str,
     device = torch.device(device)
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers)
     if spec.gt_source == "model":
-        res = evaluate_model(model, body, loader, device, amp_dtype=amp_dtype)
-        metrics = {"mpjpe": res.mpjpe, "pa_mpjpe": res.pa_mpjpe, "pve": res.pve}
+        res = evaluate_model(model, body, loader, device, amp_dtype=amp_dtype, camera=camera)
+        metrics = {"mpjpe": res.mpjpe, "pa_mpjpe": res.pa_mpjpe, "pve": res.pve,
+                   "joint_rotation_error": res.joint_rotation_error, "pckh": res.pckh}
         preds = dict(res.predictions)
         preds["sample_index"] = np.arange(len(dataset))
-        return ProtocolResult(protocol, metrics, res.count, res.per_sample, preds)
+        return ProtocolResult(protocol, metrics, res.count, res.per_sample, preds,
+                              representation=dataset.representation)
     if h36m_regressor is None:
         raise UserError(f"Protocol {protocol} needs J_regressor_h36m; pass --joint-regressor-h36m PATH.")
     reg = h36m_regressor.to(device)
@@ -129,6 +143,7 @@ def evaluate_protocol(model: Regressor, body: BodyModel, dataset, protocol: str,
     was_training = model.training
     model.eval()
     errors: dict[str, list[np.ndarray]] = {}
+    nbf: dict[str, list[np.ndarray]] = {"joint_rotation_error": [], "pckh": []}  # rows of their own
     preds: dict[str, list[np.ndarray]] = {"pose": [], "betas": [], "cam": [], "sample_index": []}
     scored: list[np.ndarray] = []
     try:
@@ -137,7 +152,10 @@ def evaluate_protocol(model: Regressor, body: BodyModel, dataset, protocol: str,
             with torch.autocast(device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
                 out = model(images)
             index = batch["sample_index"].numpy()
-            pred_vertices = body(out.rotmat, out.betas).vertices
+            pred_body = body(out.rotmat, out.betas)
+            pred_vertices = pred_body.vertices
+            for key, value in nbf_errors(out.rotmat, out.cam, pred_body.joints, batch, camera).items():
+                nbf[key].append(value)
             pred = regressed_joints(pred_vertices.float(), reg, spec.h36m_joints)
             if spec.gt_source == "S":
                 has = batch["has_pose_3d"].bool()
@@ -162,6 +180,8 @@ def evaluate_protocol(model: Regressor, body: BodyModel, dataset, protocol: str,
         model.train(was_training)
     per_sample = {k: np.concatenate(v) for k, v in errors.items()}
     per_sample["sample_index"] = np.concatenate(scored)
-    metrics = {k: float(per_sample[k].mean()) for k in spec.metric_names()}
+    metrics: dict[str, float | None] = {k: float(per_sample[k].mean()) for k in spec.metric_names()}
+    metrics |= {k: mean_or_none(np.concatenate(v)) if v else None for k, v in nbf.items()}
     return ProtocolResult(protocol, metrics, int(len(per_sample["sample_index"])), per_sample,
-                          {k: np.concatenate(v) for k, v in preds.items()})
+                          {k: np.concatenate(v) for k, v in preds.items()},
+                          representation=dataset.representation)

@@ -345,6 +345,8 @@ class Trainer:
         self.step += 1
         values = {k: float(v.detach()) for k, v in terms.items()}
         self._accumulate(values, supervision, time.perf_counter() - started)
+        for key, value in extension_metrics(self.extensions).items():  # e.g. the discriminator's accuracy
+            self.round_acc[f"ext/{key}"] = self.round_acc.get(f"ext/{key}", 0.0) + value
         if self.is_main and self.step % cfg.rounds.log_every == 0:
             self._log_step(values)
         if self.on_step is not None:
@@ -416,6 +418,8 @@ class Trainer:
             "supervised_gt_frac": acc["supervised_gt"] / max(1, acc["samples"]),
             "batches_with_fit_supervision": acc["batches_with_fit"],
             "train_loss": {k.removeprefix("loss/"): acc[k] / batches for k in acc if k.startswith("loss/")},
+            # round means of the loss extensions' diagnostics (HMR's prior: adv/d_loss, adv/d_acc, ...)
+            "extensions": {k.removeprefix("ext/"): acc[k] / batches for k in acc if k.startswith("ext/")},
             "steps_per_s": acc["batches"] / acc["steps_time"] if acc["steps_time"] else None,
             "fitting_mode": self.fitting.mode,
             "fitting": fit_stats,

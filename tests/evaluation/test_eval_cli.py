@@ -7,20 +7,11 @@ import json
 import numpy as np
 import pytest
 import torch
-import typer
 from typer.testing import CliRunner
 
-from spin.cli.eval import eval_command
 from spin.errors import UserError
 from spin.models import ModelConfig, Regressor
 from spin.models.checkpoints import project_to_spin_state
-
-
-def _app() -> typer.Typer:
-    app = typer.Typer()
-    app.command("eval")(eval_command)
-    app.command("noop")(lambda: None)  # two commands: typer keeps the "eval" name
-    return app
 
 
 @pytest.fixture(scope="module")
@@ -36,13 +27,13 @@ def spin_checkpoint(tmp_path_factory):
 
 @pytest.mark.parametrize("protocol", [None, "h36m-p1", "mpi-inf-3dhp"])
 def test_spin_checkpoint_evaluates_and_writes_exactly_the_named_file(tmp_path, spin_checkpoint, test_split,
-                                                                    protocol):
+                                                                    eval_app, protocol):
     out = tmp_path / "predictions"  # no .npz suffix: the file must still be exactly this path
     args = ["eval", "--checkpoint", str(spin_checkpoint), "--data", str(test_split), "--img-res", "64",
             "--out", str(out), "--json", "--device", "cpu", "--batch-size", "4"]
     if protocol:
         args += ["--protocol", protocol]
-    result = CliRunner().invoke(_app(), args)
+    result = CliRunner().invoke(eval_app, args)
     assert result.exit_code == 0, result.output
     metrics = json.loads(result.output.strip().splitlines()[-1])
     assert metrics["protocol"] == (protocol or "synthetic") and metrics["count"] == 6
@@ -58,8 +49,8 @@ def test_spin_checkpoint_evaluates_and_writes_exactly_the_named_file(tmp_path, s
     assert [p.name for p in tmp_path.iterdir()] == ["predictions"]  # no temporary file left behind
 
 
-def test_a_checkpoint_of_another_kind_is_one_clear_error(tmp_path, test_split):
+def test_a_checkpoint_of_another_kind_is_one_clear_error(tmp_path, test_split, eval_app):
     path = tmp_path / "other.pt"
     torch.save({"state_dict": {"backbone.conv.weight": torch.zeros(1)}}, path)
-    result = CliRunner().invoke(_app(), ["eval", "--checkpoint", str(path), "--data", str(test_split)])
+    result = CliRunner().invoke(eval_app, ["eval", "--checkpoint", str(path), "--data", str(test_split)])
     assert isinstance(result.exception, UserError) and "holds no network weights" in str(result.exception)

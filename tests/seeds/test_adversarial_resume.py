@@ -55,8 +55,13 @@ def _assert_equal_states(a, b, path="") -> None:
 def test_stopped_and_resumed_run_with_the_discriminator_equals_an_uninterrupted_one(tiny_data, tmp_path):
     straight_dir, stopped_dir = tmp_path / "straight", tmp_path / "stopped"
     with Trainer(_config(tiny_data, straight_dir), straight_dir) as trainer:
-        trainer.train()
+        (metrics,) = trainer.train()
     straight = load_checkpoint(straight_dir / LAST_CHECKPOINT)
+    # the round's record carries the prior's diagnostics (round means of every step's)
+    prior = metrics["extensions"]
+    assert set(prior) == {"adv/d_loss", "adv/e_loss", "adv/d_real_acc", "adv/d_fake_acc", "adv/d_acc"}
+    assert prior["adv/d_loss"] > 0 and prior["adv/e_loss"] > 0 and 0 <= prior["adv/d_acc"] <= 1
+    assert prior["adv/d_acc"] == pytest.approx(0.5 * (prior["adv/d_real_acc"] + prior["adv/d_fake_acc"]))
 
     def stop_after_two(t):
         if t.step == 2:

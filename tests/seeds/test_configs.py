@@ -55,3 +55,32 @@ def test_boosting_names_the_anchored_setting():
     assert config.fitting.mode != "off"
     plain = load("boosting.yaml", ["fitting.smplify.anchor_weight=0"]).fitting.smplify.resolved()
     assert plain.anchor_weight == 0
+
+
+def _flat(values: dict, prefix: str = "") -> dict:
+    out = {}
+    for key, value in values.items():
+        if isinstance(value, dict):
+            out |= _flat(value, f"{prefix}{key}.")
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+# What each paper's setting changes in the embedded default run (configs/default.yaml), and nothing else.
+PAPER_KEYS = {
+    "hmr.yaml": {"name", "fitting.mode", "adversarial.enabled"},
+    "hmr_unpaired.yaml": {"name", "fitting.mode", "adversarial.enabled", "data.synthetic.gt_fraction"},
+    "nbf.yaml": {"name", "fitting.mode", "data.synthetic.gt_fraction", "data.synthetic.joints3d_for_all",
+                 "data.synthetic.representation", "model.in_channels"},
+    "boosting.yaml": {"name", "fitting.smplify.anchor_weight", "fitting.smplify.anchor_sigma"},
+}
+
+
+@pytest.mark.parametrize("name", sorted(PAPER_KEYS))
+def test_each_setting_differs_from_the_default_run_in_exactly_its_papers_keys(name):
+    from dataclasses import asdict
+
+    default, config = _flat(asdict(load("default.yaml"))), _flat(asdict(load(name)))
+    assert default.keys() == config.keys()
+    assert {key for key in config if config[key] != default[key]} == PAPER_KEYS[name]

@@ -90,3 +90,13 @@ def test_bank_rejects_bad_arrays_and_sizes():
         PoseBank(np.zeros((0, 72)), np.zeros((0, 10)))
     with pytest.raises(UserError, match="bank_size"):
         synthetic_pose_bank(0)
+
+
+def test_ranks_split_one_draw_and_keep_equal_generators(tmp_path):
+    write_bank(tmp_path / "b.npz", n=500)
+    banks = [build_pose_bank(tmp_path / "b.npz", 0, seed=1) for _ in range(3)]
+    single = build_pose_bank(tmp_path / "b.npz", 0, seed=1).sample(12)[1].numpy()
+    parts = [bank.sample(4, rank=rank, world_size=3)[1].numpy() for rank, bank in enumerate(banks)]
+    # the three ranks' bodies are the single process's 12, in rank order; their generators stay equal
+    np.testing.assert_array_equal(np.concatenate(parts), single)
+    assert banks[0].state_dict() == banks[1].state_dict() == banks[2].state_dict()

@@ -17,9 +17,11 @@ from spin.data.representations import (
     group_table,
     joint_heatmaps,
     one_hot,
+    render_shading,
     representation_channels,
     representation_input,
     silhouette,
+    textured_image,
 )
 from spin.data.synthetic import FOCAL_LENGTH, SynthConfig, make_keypoints, place_camera, sample_split
 from spin.errors import UserError
@@ -126,7 +128,7 @@ def test_one_hot_and_channel_counts():
     labels = np.array([[-1, 0], [2, 1]])
     assert np.array_equal(one_hot(labels, 3).argmax(0)[labels >= 0], labels[labels >= 0])
     assert one_hot(labels, 3)[:, 0, 0].sum() == 0
-    assert [representation_channels(k) for k in REPRESENTATIONS] == [3, 1, 3, 6, 12, 24, 14, 24]
+    assert [representation_channels(k) for k in REPRESENTATIONS] == [3, 3, 1, 3, 6, 12, 24, 14, 24]
     with pytest.raises(UserError, match="data.synthetic.representation"):
         representation_channels("depth")
 
@@ -156,3 +158,26 @@ def test_cropped_part_map_lines_up_with_the_cropped_image(rendered, rot_deg, fli
     assert set(np.unique(labels[inside]).tolist()) <= set(allowed.tolist())
     identity = crop_part_map(part_map, np.full(2, SIZE / 2), SIZE / 200, SIZE)
     assert np.array_equal(identity, part_map)
+
+
+def test_textured_keeps_the_person_and_its_shading_and_clutters_the_background(rendered):
+    for image, part_map, _ in rendered:
+        body = silhouette(part_map)
+        textured = textured_image(image, part_map, seed=3)
+        assert textured.shape == image.shape and textured.dtype == np.uint8
+        assert np.array_equal(textured, textured_image(image, part_map, seed=3))  # one row, one look
+        assert not np.array_equal(textured, textured_image(image, part_map, seed=4))
+        # the person's colours are no longer the part code: one skin tone on the head and both hands
+        skin = np.isin(part_map, (12, 15, 20, 21, 22, 23))
+        hue = textured[skin].astype(float) / np.maximum(textured[skin].sum(-1, keepdims=True), 1)
+        assert hue.std(axis=0).max() < 0.02
+        # ... under the render's own shading: brightness follows it on the (unpatterned) skin
+        shade = render_shading(image, part_map)
+        assert np.corrcoef(shade[skin], textured[skin].sum(-1))[0, 1] > 0.95
+        assert 0.3 < shade[body].mean() < 1.5
+        # the background is clutter: far from the render's plain noisy one, with edges of its own
+        background = ~body
+        assert np.abs(textured[background].astype(float) - image[background]).mean() > 10
+        assert textured[background].astype(float).std(axis=0).mean() > image[background].std(axis=0).mean()
+        rgb_input = representation_input("textured", image, part_map, np.zeros((49, 3)), seed=3)
+        assert np.allclose(rgb_input * 255, textured.transpose(2, 0, 1))

@@ -165,6 +165,11 @@ def test_rounds_table_shows_coverage_and_fit_truth_when_measured():
     assert "97.5%" in out and "fits PA-" not in out
     out = text([{**plain[0], "fits_mpjpe": 61.25, "fits_pa_mpjpe": 42.5}])
     assert "fits PA-" in out and "61.2" in out and "42.5" in out
+    assert "PCKh" not in out and "D" not in out.split()
+    out = text([{**plain[0], "joint_rotation_error": 0.4321, "pckh": 0.625,
+                 "extensions": {"adv/e_loss": 6.125, "adv/d_loss": 12.375, "adv/d_acc": 0.5625}}])
+    assert "PCKh" in out and "0.432" in out and "62.5%" in out
+    assert "6.125" in out and "12.375" in out and "56.2%" in out
 
 
 def test_fit_truth_metrics_score_the_hidden_rows_fits_against_their_truth(tmp_path, body):
