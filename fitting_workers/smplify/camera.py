@@ -17,6 +17,9 @@ import torch
 from spin.geometry import axis_angle_to_matrix, matrix_to_axis_angle
 from spin.joints import TORSO_GT, TORSO_OPENPOSE
 
+# Largest rotation (rad) one LM step may make.
+MAX_ROTATION_STEP = 0.5
+
 
 def torso_targets(keypoints: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Joint indices `(B, 4)` and residual weights `(B, 4)` of `losses.camera_loss`'s torso term.
@@ -77,7 +80,7 @@ def _jacobian(rotated: torch.Tensor, points: torch.Tensor, weight: torch.Tensor,
 def solve_camera(centred: torch.Tensor, pelvis: torch.Tensor, orient: torch.Tensor, cam_t: torch.Tensor,
                  init_cam_t: torch.Tensor, keypoints: torch.Tensor, sample_weight: torch.Tensor,
                  iters: int, focal_length: float, img_res: int, depth_weight: float,
-                 damping: float = 1e-3) -> tuple[torch.Tensor, torch.Tensor]:
+                 damping: float = 1e-2) -> tuple[torch.Tensor, torch.Tensor]:
     """Minimise `losses.camera_loss` per sample by LM; returns orient `(B, 3)` and cam_t `(B, 3)`.
 
     centred `(B, 49, 3)`: the 49 joints of the unrotated posed body minus its pelvis, pelvis
@@ -109,6 +112,9 @@ def solve_camera(centred: torch.Tensor, pelvis: torch.Tensor, orient: torch.Tens
         diag = torch.diagonal(jtj, dim1=1, dim2=2)
         system = jtj + (lam[:, None] * (diag + 1e-6))[..., None] * eye
         step = -torch.linalg.solve_ex(system, grad)[0]
+        # A Gauss-Newton rotation step is only trusted over a bounded angle (the model is linear in δ).
+        shrink = MAX_ROTATION_STEP / step[:, :3].norm(dim=1, keepdim=True).clamp_min(MAX_ROTATION_STEP)
+        step = torch.cat([step[:, :3] * shrink, step[:, 3:]], dim=1)
         trial_rot = axis_angle_to_matrix(step[:, :3]) @ rot
         trial_t = cam_t + step[:, 3:]
         t_residual, t_rotated, t_points, t_loss = evaluate(trial_rot, trial_t)
@@ -120,5 +126,5 @@ def solve_camera(centred: torch.Tensor, pelvis: torch.Tensor, orient: torch.Tens
         rotated = torch.where(ok[:, None, None], t_rotated, rotated)
         points = torch.where(ok[:, None, None], t_points, points)
         loss = torch.where(ok, t_loss, loss)
-        lam = torch.where(ok, lam / 3.0, lam * 4.0).clamp(1e-7, 1e7)
+        lam = torch.where(ok, lam / 3.0, lam * 10.0).clamp(1e-7, 1e7)
     return matrix_to_axis_angle(rot), cam_t

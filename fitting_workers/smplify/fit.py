@@ -165,9 +165,8 @@ class SMPLify:
         """Intra-op threads for a fit of `batch` samples (`SmplifyConfig.threads`)."""
         if self.config.mode == "reference" or self.device.type != "cpu":
             return torch.get_num_threads()
-        if self.config.threads > 0:
-            return self.config.threads
-        return max(1, -(-batch // SAMPLES_PER_THREAD))
+        wanted = self.config.threads if self.config.threads > 0 else -(-batch // SAMPLES_PER_THREAD)
+        return max(1, min(wanted, torch.get_num_threads()))
 
     def _fit(self, keypoints: ArrayLike, init_pose: ArrayLike, init_betas: ArrayLike,
              init_cam_t: ArrayLike | None, effort: ArrayLike | None) -> FitResult:
@@ -249,7 +248,8 @@ class SMPLify:
                 local = self._joints(torch.cat([torch.zeros_like(pose0[:, :3]), body_pose], dim=1), betas0)
                 pelvis = local[:, PELVIS : PELVIS + 1]
                 return solve_camera(local - pelvis, pelvis, pose0[:, :3], cam0, cam0, kp, weight,
-                                    self.settings.iters_camera, cfg.focal_length, cfg.img_res, cfg.weights.depth)
+                                    self.settings.iters_camera, cfg.focal_length, cfg.img_res,
+                                    cfg.weights.depth)
         if cfg.mode == "reference":
             def joints_of(orient: torch.Tensor) -> torch.Tensor:
                 return self._joints(torch.cat([orient, body_pose], dim=1), betas0)

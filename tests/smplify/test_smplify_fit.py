@@ -210,7 +210,7 @@ def test_default_mode_with_the_reference_schedule_reproduces_the_reference(body,
     part = problems.slice(slice(0, 4))
     args = (part.keypoints, part.init_pose, part.init_betas, part.init_cam_t)
     schedule = dict(optimizer="adam", lr=0.01, iters_camera=10, iters_body=10, polish_iters=0,
-                    anchor_weight=0.0)
+                    anchor_weight=0.0, camera_optimizer="adam")
     fast = SMPLify(body, body_files.prior, SmplifyConfig(mode="default", **schedule)).fit(*args)
     reference = SMPLify(body, body_files.prior, SmplifyConfig(mode="reference", **schedule)).fit(*args)
     np.testing.assert_allclose(fast.cam_t, reference.cam_t, atol=1e-3)
