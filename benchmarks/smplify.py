@@ -21,20 +21,25 @@ Last, the default mode's fits/s at a large batch (1024): on the GPU with CUDA, e
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 from dataclasses import dataclass, replace
+from pathlib import Path
 
-import numpy as np
-import torch
-from rich.console import Console
-from rich.table import Table
+# The project root first: benchmarks/store.py would otherwise shadow the `store` package.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from fitting_workers.smplify import SMPLify, SmplifyConfig
-from fitting_workers.smplify.synthetic import SyntheticProblems, make_problems
-from spin.body import BodyModel
-from spin.body.files import ensure_synthetic_body, resolve_body_files
-from spin.evaluation.metrics import mpjpe, pa_mpjpe
-from spin.joints import LSP14_FROM_GT, NUM_OPENPOSE
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+from rich.console import Console  # noqa: E402
+from rich.table import Table  # noqa: E402
+
+from fitting_workers.smplify import SMPLify, SmplifyConfig  # noqa: E402
+from fitting_workers.smplify.synthetic import SyntheticProblems, make_problems  # noqa: E402
+from spin.body import BodyModel  # noqa: E402
+from spin.body.files import ensure_synthetic_body, resolve_body_files  # noqa: E402
+from spin.evaluation.metrics import mpjpe, pa_mpjpe  # noqa: E402
+from spin.joints import LSP14_FROM_GT, NUM_OPENPOSE  # noqa: E402
 
 
 @dataclass
