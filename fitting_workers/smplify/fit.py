@@ -16,14 +16,16 @@ precision. The optimisation loops are sync-free (fixed lengths, per-sample masks
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
 from fitting_workers.smplify.adam import minimize_adam
-from fitting_workers.smplify.config import OptimizerSettings, SmplifyConfig
+from fitting_workers.smplify.camera import solve_camera
+from fitting_workers.smplify.config import SAMPLES_PER_THREAD, OptimizerSettings, SmplifyConfig
 from fitting_workers.smplify.lbfgs import LbfgsSettings, minimize_lbfgs
 from fitting_workers.smplify.losses import (
     anchor_term,
@@ -84,6 +86,20 @@ def _finite_or_zero(x: torch.Tensor) -> torch.Tensor:
     return torch.where(torch.isfinite(x), x, torch.zeros_like(x))
 
 
+@contextmanager
+def _intra_op_threads(threads: int) -> Iterator[None]:
+    """Run the block with at most `threads` torch intra-op threads (process-wide), then restore."""
+    before = torch.get_num_threads()
+    if threads >= before:
+        yield
+        return
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 def _split(x: torch.Tensor, sizes: tuple[int, ...]) -> tuple[torch.Tensor, ...]:
     return tuple(torch.split(x, list(sizes), dim=1))
 
@@ -142,6 +158,18 @@ class SMPLify:
         half, one with 0 keeps its camera-stage result. The batch runs for the largest budget, so
         raising one sample's effort costs the whole batch that many evaluations.
         """
+        with _intra_op_threads(self._threads_for(len(keypoints))):
+            return self._fit(keypoints, init_pose, init_betas, init_cam_t, effort)
+
+    def _threads_for(self, batch: int) -> int:
+        """Intra-op threads for a fit of `batch` samples (`SmplifyConfig.threads`)."""
+        if self.config.mode == "reference" or self.device.type != "cpu":
+            return torch.get_num_threads()
+        wanted = self.config.threads if self.config.threads > 0 else -(-batch // SAMPLES_PER_THREAD)
+        return max(1, min(wanted, torch.get_num_threads()))
+
+    def _fit(self, keypoints: ArrayLike, init_pose: ArrayLike, init_betas: ArrayLike,
+             init_cam_t: ArrayLike | None, effort: ArrayLike | None) -> FitResult:
         kp, pose0, betas0 = (self._tensor(a) for a in (keypoints, init_pose, init_betas))
         batch = kp.shape[0]
         if kp.shape != (batch, 49, 3) or pose0.shape != (batch, 72) or betas0.shape != (batch, 10):
@@ -215,6 +243,13 @@ class SMPLify:
         """Stage 1: global orientation `(B, 3)` and cam_t `(B, 3)` on the torso joints + depth term."""
         cfg = self.config
         body_pose = pose0[:, 3:]
+        if self.settings.camera_optimizer == "lm":
+            with torch.no_grad():
+                local = self._joints(torch.cat([torch.zeros_like(pose0[:, :3]), body_pose], dim=1), betas0)
+                pelvis = local[:, PELVIS : PELVIS + 1]
+                return solve_camera(local - pelvis, pelvis, pose0[:, :3], cam0, cam0, kp, weight,
+                                    self.settings.iters_camera, cfg.focal_length, cfg.img_res,
+                                    cfg.weights.depth)
         if cfg.mode == "reference":
             def joints_of(orient: torch.Tensor) -> torch.Tensor:
                 return self._joints(torch.cat([orient, body_pose], dim=1), betas0)

@@ -102,9 +102,11 @@ def test_bad_samples_are_flagged_and_do_not_touch_the_others(body, body_files, p
         assert np.isfinite(array).all()
     assert (result.loss[1:] == np.float32(FAILED_LOSS)).all()
     np.testing.assert_array_equal(result.pose[1], part.init_pose[1])  # failed samples return the init
-    alone = smplify.fit(part.keypoints[:1], part.init_pose[:1], part.init_betas[:1], part.init_cam_t[:1])
-    np.testing.assert_allclose(result.pose[0], alone.pose[0], atol=1e-4)
-    np.testing.assert_allclose(result.loss[0], alone.loss[0], rtol=1e-4)
+    # The good sample fits as in the clean batch of the same size (same kernels, so no float noise
+    # that an ill-conditioned sample's LM camera stage could amplify across batch sizes).
+    clean = smplify.fit(part.keypoints, part.init_pose, part.init_betas, part.init_cam_t)
+    np.testing.assert_allclose(result.pose[0], clean.pose[0], atol=1e-5)
+    np.testing.assert_allclose(result.loss[0], clean.loss[0], rtol=1e-5)
 
 
 def test_camera_behind_the_image_plane_is_a_failed_sample(body, body_files, problems):
@@ -210,7 +212,7 @@ def test_default_mode_with_the_reference_schedule_reproduces_the_reference(body,
     part = problems.slice(slice(0, 4))
     args = (part.keypoints, part.init_pose, part.init_betas, part.init_cam_t)
     schedule = dict(optimizer="adam", lr=0.01, iters_camera=10, iters_body=10, polish_iters=0,
-                    anchor_weight=0.0)
+                    anchor_weight=0.0, camera_optimizer="adam")
     fast = SMPLify(body, body_files.prior, SmplifyConfig(mode="default", **schedule)).fit(*args)
     reference = SMPLify(body, body_files.prior, SmplifyConfig(mode="reference", **schedule)).fit(*args)
     np.testing.assert_allclose(fast.cam_t, reference.cam_t, atol=1e-3)
