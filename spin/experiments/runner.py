@@ -160,8 +160,14 @@ def train_command(spec: RunSpec, state: str) -> list[str]:
     return cli + ["--config", str(spec.config), "--run-dir", str(spec.run_dir), *spec.overrides]
 
 
-def _die_with_parent() -> None:
-    """In the child, before exec: be killed when the runner dies (Linux), so no run trains on alone."""
+def _child_setup() -> None:
+    """In the child, before exec: SIGINT back to its default, so `_stop`'s SIGINT reaches the trainer
+    even when the runner was started in the background (`nohup ... &` ignores SIGINT, and an ignored
+    signal stays ignored across exec); and be killed when the runner dies (Linux), so no run trains on
+    alone."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    if not sys.platform.startswith("linux"):
+        return
     try:
         import ctypes
 
@@ -222,7 +228,7 @@ def launch(
             stdout=log,
             stderr=subprocess.STDOUT,
             env=env,
-            preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None,
+            preexec_fn=_child_setup,
         )
         try:
             while True:

@@ -122,6 +122,18 @@ def test_a_run_past_its_timeout_is_stopped(tmp_path):
     assert outcome.status == "timeout" and outcome.seconds < 30
 
 
+def test_a_run_is_stopped_promptly_when_the_runner_ignores_sigint(tmp_path):
+    # A runner started with `nohup ... &` inherits SIGINT ignored; its runs must still get the SIGINT.
+    before = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        outcome = launch(
+            [sys.executable, "-c", "import time; time.sleep(60)"], tmp_path / "log.txt", timeout_s=1.0
+        )
+    finally:
+        signal.signal(signal.SIGINT, before)
+    assert outcome.status == "timeout" and outcome.seconds < 30
+
+
 def test_a_failing_run_reports_its_error_line(tmp_path):
     script = "import sys; print('working'); print('error: bad key'); print('stopping actors'); sys.exit(1)"
     outcome = launch([sys.executable, "-c", script], tmp_path / "log.txt", timeout_s=30)
