@@ -85,6 +85,12 @@ def experiment_command(
         min=1.0,
         help="Stop a run (or prefit) after this many seconds; it counts as failed.",
     ),
+    rows: Optional[str] = typer.Option(
+        None,
+        "--rows",
+        help="Run only these rows (comma-separated names); results still cover every row run so far. "
+        "Two commands with disjoint --rows may run into the same --out at once.",
+    ),
     dry_run: bool = typer.Option(False, "--dry-run", help="Print each run's command and stop."),
     report_only: bool = typer.Option(
         False, "--report-only", help="Write results and plots from the runs already in --out; start none."
@@ -100,6 +106,7 @@ def experiment_command(
         Runner,
         collect,
         expand,
+        select_rows,
         train_command,
         write_plots,
         write_results,
@@ -117,6 +124,7 @@ def experiment_command(
     seeds = seeds or (QUICK_SEEDS if quick else DEFAULT_SEEDS)
     extra = list(overrides or [])
     plans = expand(experiment, out, seeds, quick=quick, base_config=config, extra=extra)
+    selected = select_rows(experiment, rows)
     settings = {
         "seeds": seeds,
         "quick": quick,
@@ -127,6 +135,8 @@ def experiment_command(
     }
     if dry_run:
         for plan in plans:
+            if selected is not None and plan.row.name not in selected:
+                continue
             if plan.problem:
                 console.print(f"[yellow]unavailable[/] {plan.problem}", highlight=False)
             for spec in plan.runs:
@@ -135,7 +145,7 @@ def experiment_command(
     out.mkdir(parents=True, exist_ok=True)
     outcomes = {}
     if not report_only:
-        outcomes = Runner(out, timeout_s=timeout, console=console).run(plans)
+        outcomes = Runner(out, timeout_s=timeout, console=console).run(plans, selected)
     results = collect(experiment, plans, outcomes, settings)
     plots = write_plots(out, results)
     json_path, md_path = write_results(out, results, plots)

@@ -13,7 +13,7 @@ from spin.experiments.plan import (
 )
 from spin.experiments.plots import write_plots
 from spin.experiments.results import collect, write_results
-from spin.experiments.runner import RowPlan, Runner, RunSpec, expand, run_state, train_command
+from spin.experiments.runner import RowPlan, Runner, RunSpec, expand, run_state, select_rows, train_command
 from spin.experiments.stats import Summary, Verdict, decide, summarize
 
 __all__ = [
@@ -36,6 +36,7 @@ __all__ = [
     "get_experiment",
     "load_plan_file",
     "run_state",
+    "select_rows",
     "summarize",
     "train_command",
     "write_plots",

@@ -125,6 +125,21 @@ def expand(
     return plans
 
 
+def select_rows(experiment: Experiment, names: str | None) -> set[str] | None:
+    """The row names of `--rows a,b` (None: all rows); an unknown name is one sentence listing them."""
+    if names is None:
+        return None
+    chosen = {name.strip() for name in names.split(",") if name.strip()}
+    known = [row.name for row in experiment.rows]
+    unknown = sorted(chosen - set(known))
+    if unknown or not chosen:
+        raise UserError(
+            f"--rows {names!r}: {', '.join(unknown) or 'no row'} is not a row of {experiment.name}; "
+            f"its rows are {', '.join(known)}."
+        )
+    return chosen
+
+
 def run_state(spec: RunSpec) -> str:
     """finished (its last round's metrics.json exists), resumable (`last.pt`) or fresh."""
     if spec.final_metrics.is_file():
@@ -270,7 +285,10 @@ class Runner:
             f.write(f"{stamp} {message}\n")
         self.console.print(message, highlight=False, markup=False)
 
-    def run(self, plans: list[RowPlan]) -> dict[tuple[str, int], Outcome]:
+    def run(self, plans: list[RowPlan], rows: set[str] | None = None) -> dict[tuple[str, int], Outcome]:
+        """Every run of `plans` (only those of `rows` when given: another runner may be running the
+        rest into the same folder, since runs of different rows share no files)."""
+        plans = [plan for plan in plans if rows is None or plan.row.name in rows]
         for plan in plans:
             if plan.problem:
                 self.log(f"unavailable {plan.problem}")

@@ -220,3 +220,27 @@ def test_cli_lists_experiments_and_dry_runs_name_unavailable_rows(tmp_path):
     assert not (tmp_path / "h").exists()  # a dry run starts nothing and writes nothing
     missing = CliRunner().invoke(_app(), ["spin-table1"])
     assert isinstance(missing.exception, UserError) and "--out" in str(missing.exception)
+
+
+def test_rows_selects_named_rows_and_an_unknown_name_lists_the_rows():
+    from spin.experiments import select_rows
+
+    experiment = get_experiment("spin-table1")
+    assert select_rows(experiment, None) is None
+    assert select_rows(experiment, "2d-only, in-loop-sync") == {"2d-only", "in-loop-sync"}
+    with pytest.raises(UserError, match=r"no-such-row is not a row of spin-table1; its rows are 2d-only"):
+        select_rows(experiment, "2d-only,no-such-row")
+
+
+def test_a_runner_given_rows_runs_only_those(tmp_path):
+    from spin.experiments import Runner
+
+    plans = expand(get_experiment("spin-table1"), tmp_path, seeds=1)
+    ran = []
+
+    class Recording(Runner):
+        def _one(self, plan, spec, progress, task):
+            ran.append(spec.row)
+
+    Recording(tmp_path).run(plans, {"static-fits"})
+    assert ran == ["static-fits"]
