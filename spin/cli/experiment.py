@@ -106,6 +106,7 @@ def experiment_command(
         Runner,
         collect,
         expand,
+        plans_of_rows,
         select_rows,
         train_command,
         write_plots,
@@ -134,9 +135,7 @@ def experiment_command(
         + shlex.join(sys.argv[2:] if sys.argv[1:2] == ["experiment"] else sys.argv[1:]),
     }
     if dry_run:
-        for plan in plans:
-            if selected is not None and plan.row.name not in selected:
-                continue
+        for plan in plans_of_rows(plans, selected):
             if plan.problem:
                 console.print(f"[yellow]unavailable[/] {plan.problem}", highlight=False)
             for spec in plan.runs:

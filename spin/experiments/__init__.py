@@ -13,7 +13,16 @@ from spin.experiments.plan import (
 )
 from spin.experiments.plots import write_plots
 from spin.experiments.results import collect, write_results
-from spin.experiments.runner import RowPlan, Runner, RunSpec, expand, run_state, select_rows, train_command
+from spin.experiments.runner import (
+    RowPlan,
+    Runner,
+    RunSpec,
+    expand,
+    plans_of_rows,
+    run_state,
+    select_rows,
+    train_command,
+)
 from spin.experiments.stats import Summary, Verdict, decide, summarize
 
 __all__ = [
@@ -35,6 +44,7 @@ __all__ = [
     "expand",
     "get_experiment",
     "load_plan_file",
+    "plans_of_rows",
     "run_state",
     "select_rows",
     "summarize",

@@ -140,6 +140,11 @@ def select_rows(experiment: Experiment, names: str | None) -> set[str] | None:
     return chosen
 
 
+def plans_of_rows(plans: list[RowPlan], rows: set[str] | None) -> list[RowPlan]:
+    """The plans of the rows in `rows` (all of them when None), in plan order."""
+    return [plan for plan in plans if rows is None or plan.row.name in rows]
+
+
 def run_state(spec: RunSpec) -> str:
     """finished (its last round's metrics.json exists), resumable (`last.pt`) or fresh."""
     if spec.final_metrics.is_file():
@@ -288,7 +293,7 @@ class Runner:
     def run(self, plans: list[RowPlan], rows: set[str] | None = None) -> dict[tuple[str, int], Outcome]:
         """Every run of `plans` (only those of `rows` when given: another runner may be running the
         rest into the same folder, since runs of different rows share no files)."""
-        plans = [plan for plan in plans if rows is None or plan.row.name in rows]
+        plans = plans_of_rows(plans, rows)
         for plan in plans:
             if plan.problem:
                 self.log(f"unavailable {plan.problem}")
