@@ -4,8 +4,10 @@ The body pose (SMPL joints 1-23, global orientation excluded: any camera view is
 as 23 rotation matrices. A shared embedding (two 1×1 convolutions 9 → 32 → 32, ReLU, i.e. the same
 two FC layers for every joint) feeds 23 per-joint discriminators (32 → 1 each) and one whole-pose
 discriminator on the concatenated embeddings (23·32 → 1024 → 1024 → 1). The shape discriminator
-reads the 10 betas (10 → 5 → 1). That is K + 2 = 25 outputs; each goes through a sigmoid, so a
-judgement is in [0, 1] (1 = real).
+reads the 10 betas (10 → 5 → 1). That is K + 2 = 25 outputs, linear as in HMR's code: the
+least-squares losses pull a real body's judgement to 1 and a prediction's to 0, so 0.5 decides.
+A sigmoid on top (tried first) starts every judgement at 0.5 with a quarter of the gradient, and
+at a few hundred steps the discriminator stayed there: HMR's prior then did nothing.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ SHAPE_HIDDEN = 5
 
 
 class HMRDiscriminator(nn.Module):
-    """(rotmats (B,23,3,3), betas (B,10)) → judgements (B,25) in [0, 1].
+    """(rotmats (B,23,3,3), betas (B,10)) → judgements (B,25), unbounded (1 = real, 0 = predicted).
 
     Output columns: 0-22 the per-joint discriminators (joint j + 1 of SMPL), 23 the whole pose,
     24 the shape.
@@ -46,8 +48,8 @@ class HMRDiscriminator(nn.Module):
         self.shape = nn.Sequential(nn.Linear(NUM_BETAS, SHAPE_HIDDEN), nn.ReLU(inplace=True),
                                    nn.Linear(SHAPE_HIDDEN, 1))
 
-    def logits(self, rotmats: torch.Tensor, betas: torch.Tensor) -> torch.Tensor:
-        """Pre-sigmoid judgements (B,25) of body rotations (B,23,3,3) and betas (B,10)."""
+    def forward(self, rotmats: torch.Tensor, betas: torch.Tensor) -> torch.Tensor:
+        """Judgements (B,25) of body rotations (B,23,3,3) and betas (B,10)."""
         batch = rotmats.shape[0]
         if rotmats.shape[1:] != (NUM_BODY_JOINTS, 3, 3) or betas.shape[1:] != (NUM_BETAS,):
             raise ValueError(f"discriminator expects rotmats (B,23,3,3) and betas (B,10), got "
@@ -60,10 +62,6 @@ class HMRDiscriminator(nn.Module):
         whole = self.pose(embedded.reshape(batch, -1))
         shape = self.shape(betas)
         return torch.cat([per_joint, whole, shape], dim=1)
-
-    def forward(self, rotmats: torch.Tensor, betas: torch.Tensor) -> torch.Tensor:
-        """Judgements (B,25) in [0, 1] of body rotations (B,23,3,3) and betas (B,10)."""
-        return torch.sigmoid(self.logits(rotmats, betas))
 
 
 def body_rotmats(rotmats: torch.Tensor) -> torch.Tensor:

@@ -49,7 +49,7 @@ def test_least_squares_losses_on_hand_made_judgements():
 
 
 def test_encoder_loss_falls_toward_the_bank_and_rises_away(bank):
-    prior = make_prior(bank, lr=1e-3)
+    prior = make_prior(bank)  # the default lr
     for step in range(30):
         rot, betas = perturbed(bank, BATCH, 0.5, seed=step)
         prior.step([rot], [betas])
@@ -59,7 +59,7 @@ def test_encoder_loss_falls_toward_the_bank_and_rises_away(bank):
 
 
 def test_discriminator_learns_to_tell_bank_from_fakes(bank):
-    prior = make_prior(bank, lr=1e-3)
+    prior = make_prior(bank)  # the default lr
     metrics = [prior.step(*perturbed(bank, BATCH, 0.8, seed=s))[1] for s in range(25)]
     first, last = metrics[0], metrics[-1]
     assert float(last["adv/d_loss"]) < float(first["adv/d_loss"])
