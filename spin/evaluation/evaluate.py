@@ -12,7 +12,12 @@ from torch.utils.data import DataLoader
 from spin.body import BodyModel
 from spin.camera import CropCamera
 from spin.evaluation.metrics import lsp14_pelvis, mpjpe, pa_mpjpe, per_vertex_error
-from spin.evaluation.nbf_metrics import implausible_bodies, mean_joint_rotation_error, pckh
+from spin.evaluation.nbf_metrics import (
+    implausible_bodies,
+    limit_excess_per_body,
+    mean_joint_rotation_error,
+    pckh,
+)
 from spin.geometry import matrix_to_axis_angle, perspective_projection, weak_perspective_to_cam_t
 from spin.joints import LSP14_FROM_GT, NUM_OPENPOSE
 from spin.models import Regressor
@@ -25,7 +30,8 @@ class EvalResult:
     `pve` and `joint_rotation_error` (radians, NBF's quaternion distance over the 24 SMPL joints) are
     None when no test sample has ground-truth SMPL; `pckh` (LSP's 14 joints, 50% of the head size,
     in the crop) None when no sample has a visible head; `implausible_frac` the share of predicted
-    bodies with |β| > 3 or joint angles beyond the synthetic pose sampler's limits. Prediction
+    bodies with |β| > 3 or joint angles beyond the synthetic pose sampler's limits, `limit_excess`
+    the mean over bodies of how far (radians, summed over joints and axes) beyond them. Prediction
     arrays: `pose` (N,72) axis-angle, `betas` (N,10), `cam` (N,3) weak perspective, `joints` (N,49,3) metres.
     """
 
@@ -36,13 +42,14 @@ class EvalResult:
     joint_rotation_error: float | None = None
     pckh: float | None = None
     implausible_frac: float | None = None
+    limit_excess: float | None = None
     per_sample: dict[str, np.ndarray] = field(default_factory=dict)
     predictions: dict[str, np.ndarray] = field(default_factory=dict)
 
     def metrics(self) -> dict[str, float | int | None]:
         return {"mpjpe": self.mpjpe, "pa_mpjpe": self.pa_mpjpe, "pve": self.pve, "count": self.count,
                 "joint_rotation_error": self.joint_rotation_error, "pckh": self.pckh,
-                "implausible_frac": self.implausible_frac}
+                "implausible_frac": self.implausible_frac, "limit_excess": self.limit_excess}
 
 
 def lsp14(joints_gt24: torch.Tensor) -> torch.Tensor:
@@ -67,7 +74,7 @@ def evaluate_model(model: Regressor, body: BodyModel, loader: DataLoader, device
     model.eval()
     device = torch.device(device)
     errors: dict[str, list[np.ndarray]] = {"mpjpe": [], "pa_mpjpe": [], "pve": [], "joint_rotation_error": [],
-                                           "pckh": [], "implausible": []}
+                                           "pckh": [], "implausible": [], "limit_excess": []}
     preds: dict[str, list[np.ndarray]] = {"pose": [], "betas": [], "cam": [], "joints": [], "key": []}
     seen = 0
     try:
@@ -102,6 +109,7 @@ def evaluate_model(model: Regressor, body: BodyModel, loader: DataLoader, device
                 errors[key].append(value)
             pose = matrix_to_axis_angle(out.rotmat).reshape(-1, 72).cpu()
             errors["implausible"].append(implausible_bodies(pose, out.betas.cpu()))
+            errors["limit_excess"].append(limit_excess_per_body(pose))
             preds["pose"].append(pose.numpy())
             preds["betas"].append(out.betas.cpu().numpy())
             preds["cam"].append(out.cam.cpu().numpy())
@@ -121,6 +129,7 @@ def evaluate_model(model: Regressor, body: BodyModel, loader: DataLoader, device
         joint_rotation_error=mean_or_none(per_sample.get("joint_rotation_error")),
         pckh=mean_or_none(per_sample.get("pckh")),
         implausible_frac=mean_or_none(per_sample.get("implausible")),
+        limit_excess=mean_or_none(per_sample.get("limit_excess")),
         per_sample=per_sample,
         predictions={k: np.concatenate(v) for k, v in preds.items() if v},
     )

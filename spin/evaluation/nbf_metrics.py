@@ -75,15 +75,27 @@ def pckh(pred: ArrayOrTensor, gt: ArrayOrTensor, fraction: float = PCKH_FRACTION
 BETAS_PLAUSIBLE = 3.0  # |β| beyond this (in shape-space standard deviations) is not a plausible body
 
 
-def implausible_bodies(pose: ArrayOrTensor, betas: ArrayOrTensor, tolerance: float = 1e-3) -> np.ndarray:
-    """(B,) bool: bodies with any |β| > 3 or a body joint's axis-angle beyond the pose sampler's limits.
-
-    pose (B,72) axis-angle, betas (B,10). The limits are `spin.body.pose_sampler.JOINT_LIMITS`
-    (the synthetic data's own range; the global orientation, joint 0, is not judged).
-    """
+def joint_limit_excess(pose: ArrayOrTensor) -> np.ndarray:
+    """(B,23,3) radians by which each body joint's axis-angle component lies beyond the pose
+    sampler's limits (`spin.body.pose_sampler.JOINT_LIMITS`), 0 inside; pose (B,72) axis-angle.
+    The global orientation (joint 0) is not judged."""
     from spin.body.pose_sampler import JOINT_LIMITS
 
     p = _as_float64(pose).reshape(-1, 24, 3)[:, 1:].numpy()
     lo, hi = JOINT_LIMITS[1:, :, 0], JOINT_LIMITS[1:, :, 1]
-    beyond = ((p < lo - tolerance) | (p > hi + tolerance)).any(axis=(1, 2))
+    return np.maximum(lo - p, 0.0) + np.maximum(p - hi, 0.0)
+
+
+def implausible_bodies(pose: ArrayOrTensor, betas: ArrayOrTensor, tolerance: float = 1e-3) -> np.ndarray:
+    """(B,) bool: bodies with any |β| > 3 or a body joint's axis-angle beyond the pose sampler's limits.
+
+    pose (B,72) axis-angle, betas (B,10); see `joint_limit_excess`.
+    """
+    beyond = (joint_limit_excess(pose) > tolerance).any(axis=(1, 2))
     return beyond | (np.abs(_as_float64(betas).numpy()) > BETAS_PLAUSIBLE).any(axis=1)
+
+
+def limit_excess_per_body(pose: ArrayOrTensor) -> np.ndarray:
+    """(B,) radians: the sum over body joints and axes of `joint_limit_excess` — how far a body is
+    from the plausible range, where `implausible_bodies` only says whether it left it."""
+    return joint_limit_excess(pose).sum(axis=(1, 2))

@@ -103,3 +103,22 @@ def test_implausible_bodies_flags_shapes_and_joints_beyond_the_samplers_range():
     turned = pose.copy()
     turned[:, :3] = 3.0  # the global orientation is not judged
     assert not implausible_bodies(turned, betas).any()
+
+
+def test_limit_excess_is_zero_inside_the_range_and_grows_with_the_distance_beyond_it():
+    from spin.body.pose_sampler import JOINT_LIMITS, sample_body_pose
+    from spin.evaluation.nbf_metrics import implausible_bodies, joint_limit_excess, limit_excess_per_body
+
+    n = 50
+    pose = np.concatenate([np.zeros((n, 3)), sample_body_pose(n, np.random.default_rng(3))], axis=1)
+    assert joint_limit_excess(pose).shape == (n, 23, 3)
+    assert np.all(limit_excess_per_body(pose) == 0.0)
+    out = pose.reshape(n, 24, 3).copy()
+    steps = np.linspace(0.0, 1.0, n)
+    out[:, 4, 0] = JOINT_LIMITS[4, 0, 0] - steps  # left knee bent backwards by 0 … 1 rad
+    out[:, 7, 2] = JOINT_LIMITS[7, 2, 1] + 2 * steps  # and the ankle twisted beyond its top
+    out[:, 0] = 2.5  # the global orientation is not judged
+    excess = limit_excess_per_body(out.reshape(n, 72))
+    np.testing.assert_allclose(excess, 3 * steps, atol=1e-9)
+    assert np.all(np.diff(excess) > 0)
+    assert np.array_equal(implausible_bodies(out.reshape(n, 72), np.zeros((n, 10))), 3 * steps > 1e-3)
