@@ -62,8 +62,11 @@ def eval_command(
             metrics["out"] = str(out)
         print(json.dumps(metrics, allow_nan=False))
         return
-    table = Table(title=f"{data.name} — {checkpoint} — protocol {result.protocol}, "
-                        f"input {result.representation}")
+    # The heading on a line of its own: as a table title it would wrap inside the table's width,
+    # breaking long checkpoint paths.
+    console.print(f"{data.name} — {checkpoint} — protocol {result.protocol}, input {result.representation}",
+                  soft_wrap=True, highlight=False)
+    table = Table()
     names = [k for k in _LABELS if k in result.means]
     table.add_column("samples", justify="right")
     for name in names:
