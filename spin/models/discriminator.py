@@ -6,8 +6,7 @@ two FC layers for every joint) feeds 23 per-joint discriminators (32 → 1 each)
 discriminator on the concatenated embeddings (23·32 → 1024 → 1024 → 1). The shape discriminator
 reads the 10 betas (10 → 5 → 1). That is K + 2 = 25 outputs, linear as in HMR's code: the
 least-squares losses pull a real body's judgement to 1 and a prediction's to 0, so 0.5 decides.
-A sigmoid on top (tried first) starts every judgement at 0.5 with a quarter of the gradient, and
-at a few hundred steps the discriminator stayed there: HMR's prior then did nothing.
+A sigmoid on top (tried first) starts every judgement at 0.5 with a quarter of the gradient.
 """
 
 from __future__ import annotations
