@@ -13,8 +13,7 @@ from spin.body import BodyModel
 from spin.camera import CropCamera
 from spin.evaluation.metrics import lsp14_pelvis, mpjpe, pa_mpjpe, per_vertex_error
 from spin.evaluation.nbf_metrics import (
-    implausible_bodies,
-    limit_excess_per_body,
+    body_plausibility,
     mean_joint_rotation_error,
     pckh,
 )
@@ -108,8 +107,9 @@ def evaluate_model(model: Regressor, body: BodyModel, loader: DataLoader, device
             for key, value in nbf_errors(out.rotmat, out.cam, joints, batch, camera).items():
                 errors[key].append(value)
             pose = matrix_to_axis_angle(out.rotmat).reshape(-1, 72).cpu()
-            errors["implausible"].append(implausible_bodies(pose, out.betas.cpu()))
-            errors["limit_excess"].append(limit_excess_per_body(pose))
+            implausible, limit_excess = body_plausibility(pose, out.betas.cpu())
+            errors["implausible"].append(implausible)
+            errors["limit_excess"].append(limit_excess)
             preds["pose"].append(pose.numpy())
             preds["betas"].append(out.betas.cpu().numpy())
             preds["cam"].append(out.cam.cpu().numpy())

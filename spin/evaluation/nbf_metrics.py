@@ -86,13 +86,22 @@ def joint_limit_excess(pose: ArrayOrTensor) -> np.ndarray:
     return np.maximum(lo - p, 0.0) + np.maximum(p - hi, 0.0)
 
 
+def body_plausibility(pose: ArrayOrTensor, betas: ArrayOrTensor,
+                      tolerance: float = 1e-3) -> tuple[np.ndarray, np.ndarray]:
+    """Both plausibility measures from one `joint_limit_excess`: (B,) bool `implausible_bodies` and
+    (B,) radians `limit_excess_per_body`; pose (B,72) axis-angle, betas (B,10)."""
+    excess = joint_limit_excess(pose)
+    beyond = (excess > tolerance).any(axis=(1, 2))
+    implausible = beyond | (np.abs(_as_float64(betas).numpy()) > BETAS_PLAUSIBLE).any(axis=1)
+    return implausible, excess.sum(axis=(1, 2))
+
+
 def implausible_bodies(pose: ArrayOrTensor, betas: ArrayOrTensor, tolerance: float = 1e-3) -> np.ndarray:
     """(B,) bool: bodies with any |β| > 3 or a body joint's axis-angle beyond the pose sampler's limits.
 
     pose (B,72) axis-angle, betas (B,10); see `joint_limit_excess`.
     """
-    beyond = (joint_limit_excess(pose) > tolerance).any(axis=(1, 2))
-    return beyond | (np.abs(_as_float64(betas).numpy()) > BETAS_PLAUSIBLE).any(axis=1)
+    return body_plausibility(pose, betas, tolerance)[0]
 
 
 def limit_excess_per_body(pose: ArrayOrTensor) -> np.ndarray:

@@ -107,7 +107,12 @@ def test_implausible_bodies_flags_shapes_and_joints_beyond_the_samplers_range():
 
 def test_limit_excess_is_zero_inside_the_range_and_grows_with_the_distance_beyond_it():
     from spin.body.pose_sampler import JOINT_LIMITS, sample_body_pose
-    from spin.evaluation.nbf_metrics import implausible_bodies, joint_limit_excess, limit_excess_per_body
+    from spin.evaluation.nbf_metrics import (
+        body_plausibility,
+        implausible_bodies,
+        joint_limit_excess,
+        limit_excess_per_body,
+    )
 
     n = 50
     pose = np.concatenate([np.zeros((n, 3)), sample_body_pose(n, np.random.default_rng(3))], axis=1)
@@ -122,3 +127,5 @@ def test_limit_excess_is_zero_inside_the_range_and_grows_with_the_distance_beyon
     np.testing.assert_allclose(excess, 3 * steps, atol=1e-9)
     assert np.all(np.diff(excess) > 0)
     assert np.array_equal(implausible_bodies(out.reshape(n, 72), np.zeros((n, 10))), 3 * steps > 1e-3)
+    flags, summed = body_plausibility(out.reshape(n, 72), np.zeros((n, 10)))  # evaluation's one pass
+    assert np.array_equal(flags, 3 * steps > 1e-3) and np.array_equal(summed, excess)
