@@ -91,6 +91,12 @@ def experiment_command(
         help="Run only these rows (comma-separated names); results still cover every row run so far. "
         "Two commands with disjoint --rows may run into the same --out at once.",
     ),
+    reuse: Optional[list[Path]] = typer.Option(
+        None,
+        "--reuse",
+        help="Another experiment folder (repeatable): a run here that trains exactly as one finished "
+        "there (same resolved config and seed) is linked to it, not trained again.",
+    ),
     dry_run: bool = typer.Option(False, "--dry-run", help="Print each run's command and stop."),
     report_only: bool = typer.Option(
         False, "--report-only", help="Write results and plots from the runs already in --out; start none."
@@ -131,6 +137,7 @@ def experiment_command(
         "quick": quick,
         "timeout_s": timeout,
         "overrides": extra,
+        "reuse": [str(folder) for folder in reuse or []],
         "command": "spin experiment "
         + shlex.join(sys.argv[2:] if sys.argv[1:2] == ["experiment"] else sys.argv[1:]),
     }
@@ -144,7 +151,7 @@ def experiment_command(
     out.mkdir(parents=True, exist_ok=True)
     outcomes = {}
     if not report_only:
-        outcomes = Runner(out, timeout_s=timeout, console=console).run(plans, selected)
+        outcomes = Runner(out, timeout_s=timeout, console=console, reuse=reuse).run(plans, selected)
     results = collect(experiment, plans, outcomes, settings)
     plots = write_plots(out, results)
     json_path, md_path = write_results(out, results, plots)

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from spin.experiments.plan import Experiment, Metric
+from spin.experiments.reuse import reused_from
 from spin.experiments.runner import RESUMABLE, Outcome, RowPlan, run_state
 from spin.experiments.stats import Summary, decide, summarize
 
@@ -51,6 +52,9 @@ def collect(
                     # every number of the final round, so metrics a plan does not name are kept too
                     final_round={k: read_metric(data, k) for k in data if read_metric(data, k) is not None},
                 )
+                source = reused_from(spec.run_dir)
+                if source:
+                    entry["reused_from"] = source
             else:
                 outcome = outcomes.get((spec.row, spec.seed))
                 status = (
@@ -206,6 +210,10 @@ def markdown(results: dict[str, Any], plots: list[str]) -> str:
             + (f" — {run['message']}" if run.get("message") else "")
             for name, run in problems
         ]
+    shared = [(row["name"], run) for row in results["rows"] for run in row["runs"] if run.get("reused_from")]
+    if shared:
+        lines += ["", "## Runs reused from other experiment folders (`--reuse`)", ""]
+        lines += [f"- {name} seed {run['seed']}: {run['reused_from']}" for name, run in shared]
     if plots:
         lines += ["", "## Plots", ""] + [f"![{Path(p).stem}]({Path(p).name})" for p in plots]
     return "\n".join(lines) + "\n"

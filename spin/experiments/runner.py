@@ -28,12 +28,12 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from spin.errors import UserError
 from spin.experiments.plan import Experiment, Row, format_override, format_overrides
 from spin.experiments.preflight import prefit_targets, resolve
+from spin.experiments.reuse import RUN_RECORD, finished_runs, identical_run, link_run
 from spin.training.rounds import METRICS_FILE, round_dir
 
 RUNS_DIR = "runs"
 PREFIT_DIR = "prefit"
 LOG_FILE = "experiment.log"
-RUN_RECORD = "experiment_run.json"
 TRAIN_LOG = "train.log"
 LAST_CHECKPOINT = "last.pt"  # spin.training.trainer.LAST_CHECKPOINT (not imported: it pulls in the trainer)
 STOP_GRACE_S = 60.0  # after SIGINT, how long a run may take to stop its fitting actors before SIGKILL
@@ -277,11 +277,14 @@ def launch(
 class Runner:
     """Runs the plans' runs in order with a progress display; `log` lines also go to experiment.log."""
 
-    def __init__(self, out: Path, timeout_s: float | None = None, console: Console | None = None):
+    def __init__(self, out: Path, timeout_s: float | None = None, console: Console | None = None,
+                 reuse: list[Path] | None = None):
         self.out = out.resolve()
         self.timeout_s = timeout_s
         self.console = console or Console()
         self.outcomes: dict[tuple[str, int], Outcome] = {}
+        self.reuse = [Path(folder).resolve() for folder in reuse or []]
+        self._reusable: dict[str, Path] | None = None  # finished runs of the --reuse folders, read once
 
     def log(self, message: str) -> None:
         self.out.mkdir(parents=True, exist_ok=True)
@@ -322,24 +325,16 @@ class Runner:
             self.log(f"skip {spec.label}: finished ({spec.final_metrics.relative_to(self.out)})")
             return
         if state == FRESH:
-            if spec.prefit_store is not None and not self._ensure_prefit(plan, spec):
-                return
             if spec.run_dir.exists():
                 shutil.rmtree(spec.run_dir)  # a start that never reached its first checkpoint
+            if self._reuse_identical(spec):
+                return
+            if spec.prefit_store is not None and not self._ensure_prefit(plan, spec):
+                return
             spec.run_dir.mkdir(parents=True)
             if spec.prefit_store is not None:
                 _copy_store(spec.prefit_store, spec.run_dir / "fits.lmdb")
-            (spec.run_dir / RUN_RECORD).write_text(
-                json.dumps(
-                    {
-                        "row": spec.row,
-                        "seed": spec.seed,
-                        "config": str(spec.config),
-                        "overrides": spec.overrides,
-                    },
-                    indent=2,
-                )
-            )
+            (spec.run_dir / RUN_RECORD).write_text(json.dumps(_record(spec), indent=2))
         self.log(
             f"{'resume' if state == RESUMABLE else 'start'} {spec.label} in "
             f"{spec.run_dir.relative_to(self.out)}"
@@ -361,6 +356,23 @@ class Runner:
         self.outcomes[(spec.row, spec.seed)] = outcome
         suffix = f": {outcome.message}" if outcome.message else ""
         self.log(f"{outcome.status} {spec.label} in {outcome.seconds:.0f} s{suffix}")
+
+    def _reuse_identical(self, spec: RunSpec) -> bool:
+        """Link `spec` to an identical finished run of the --reuse folders; False when there is none.
+        Rows with static fits are never shared: each run's store is its own copy."""
+        if not self.reuse or spec.prefit_store is not None:
+            return False
+        if self._reusable is None:
+            self._reusable = {}
+            for folder in reversed(self.reuse):  # the first folder named wins
+                self._reusable.update(finished_runs(folder))
+        source = identical_run(spec.config, spec.overrides, self._reusable)
+        if source is None:
+            return False
+        link_run(source, spec.run_dir, _record(spec))
+        self.outcomes[(spec.row, spec.seed)] = Outcome("finished", 0.0, f"reused {source}")
+        self.log(f"reuse {spec.label}: the same run as {source}")
+        return True
 
     def _ensure_prefit(self, plan: RowPlan, spec: RunSpec) -> bool:
         """Static fits for the row, made once (`spin fits init` from the mean pose); False on failure."""
@@ -401,6 +413,11 @@ class Runner:
                 return False
         done.write_text(json.dumps({"targets": [str(t.annotations) for t in targets], "options": options}))
         return True
+
+
+def _record(spec: RunSpec) -> dict[str, object]:
+    """What `experiment_run.json` holds: the run's row, seed, config and overrides."""
+    return {"row": spec.row, "seed": spec.seed, "config": str(spec.config), "overrides": spec.overrides}
 
 
 def _copy_store(source: Path, dest: Path) -> None:

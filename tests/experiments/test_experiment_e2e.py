@@ -114,6 +114,21 @@ def test_killed_and_rerun_it_skips_the_finished_run_and_writes_results(tmp_path)
     assert "| slow | 1/1 |" in text and "| fast | 1/1 |" in text
     assert (out / "bars.png").read_bytes()[:4] == b"\x89PNG"
 
+    # The same plan into another folder with --reuse: both runs are linked, none is trained again.
+    again = tmp_path / "again"
+    reused = subprocess.run(_command(plan, again) + ["--reuse", str(out)], env=_env(), capture_output=True,
+                            text=True, timeout=240)
+    assert reused.returncode == 0, reused.stdout[-2000:] + reused.stderr[-2000:]
+    log_again = (again / LOG_FILE).read_text()
+    assert "reuse slow seed 0" in log_again and "reuse fast seed 0" in log_again
+    assert "start" not in log_again
+    linked = json.loads((again / "results.json").read_text())
+    def first_runs(res):
+        return [row["runs"][0]["metrics"] for row in res["rows"]]
+
+    assert first_runs(linked) == first_runs(results)
+    assert "Runs reused from other experiment folders" in (again / "results.md").read_text()
+
 
 def test_a_run_past_its_timeout_is_stopped(tmp_path):
     outcome = launch(
