@@ -25,12 +25,20 @@ RUN_RECORD = "experiment_run.json"  # the runner's record of a run's row, seed a
 
 
 def training_identity(config_path: Path, overrides: list[str]) -> dict[str, Any]:
-    """The run's resolved config as `spin train` loads it, without `IGNORED_SECTIONS`."""
+    """The run's resolved config as `spin train` loads it, without `IGNORED_SECTIONS`, and with
+    SMPLify's schedule as it runs (a field left None takes the mode's preset: None and the preset's
+    own value train alike)."""
     from spin.config import TrainConfig
     from spin.config_loading import load_config
 
-    resolved = asdict(load_config(TrainConfig, config_path, overrides))
-    return {key: value for key, value in resolved.items() if key not in IGNORED_SECTIONS}
+    config = load_config(TrainConfig, config_path, overrides)
+    identity = {key: value for key, value in asdict(config).items() if key not in IGNORED_SECTIONS}
+    try:
+        schedule = asdict(config.fitting.smplify.resolved())
+    except ValueError:
+        schedule = {}  # an invalid schedule: compared as written (such a run never finished anyway)
+    identity["fitting"]["smplify"].update(schedule)
+    return identity
 
 
 def finished_runs(folder: Path) -> dict[str, Path]:

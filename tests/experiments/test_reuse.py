@@ -8,6 +8,7 @@ import shutil
 
 import pytest
 
+from fitting_workers.smplify.config import DEFAULT_PRESET
 from spin.config import TrainConfig
 from spin.config_loading import config_to_yaml, load_config
 from spin.errors import UserError
@@ -79,6 +80,10 @@ def test_anything_that_changes_training_keeps_runs_apart(tmp_path, source):
     for changed in ("optim.lr=0.001", "data.synthetic.gt_fraction=0.2", "rounds.steps_per_round=10",
                     "fitting.smplify.anchor_weight=0.0", "data.augment.rot_std_deg=30"):
         assert identical_run(off10.config, off10.overrides + [changed], index) is None, changed
+    # SMPLify's preset value written out trains as the preset itself (the boosting rows' anchor)
+    loop = _spec(plans, "loop-10pct")
+    anchored = loop.overrides + [f"fitting.smplify.anchor_weight={DEFAULT_PRESET.anchor_weight}"]
+    assert identical_run(loop.config, anchored, index) == source.resolve() / "runs/in-loop-async/seed_0"
     # how a run logs does not change what it trains
     logged = identical_run(off10.config, off10.overrides + ["wandb.enabled=true", "wandb.project=x"], index)
     assert logged is not None
