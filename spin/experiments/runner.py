@@ -327,7 +327,7 @@ class Runner:
         if state == FRESH:
             if spec.run_dir.exists():
                 shutil.rmtree(spec.run_dir)  # a start that never reached its first checkpoint
-            if self._reuse_identical(spec):
+            if self.link_identical(spec):
                 return
             if spec.prefit_store is not None and not self._ensure_prefit(plan, spec):
                 return
@@ -357,7 +357,7 @@ class Runner:
         suffix = f": {outcome.message}" if outcome.message else ""
         self.log(f"{outcome.status} {spec.label} in {outcome.seconds:.0f} s{suffix}")
 
-    def _reuse_identical(self, spec: RunSpec) -> bool:
+    def link_identical(self, spec: RunSpec) -> bool:
         """Link `spec` to an identical finished run of the --reuse folders; False when there is none.
         Rows with static fits are never shared: each run's store is its own copy."""
         if not self.reuse or spec.prefit_store is not None:

@@ -95,8 +95,8 @@ def test_static_fits_rows_are_never_shared(tmp_path, source):
     _finish(_spec(plans, "static-fits"), 80.0)
     runner = Runner(tmp_path / "other", reuse=[out])
     other = expand(get_experiment("spin-table1"), tmp_path / "other", seeds=1, extra=EXTRA)
-    assert not runner._reuse_identical(_spec(other, "static-fits"))  # each store is the run's own copy
-    assert runner._reuse_identical(_spec(other, "2d-only")) is False  # `out` holds no 2d-only run
+    assert not runner.link_identical(_spec(other, "static-fits"))  # each store is the run's own copy
+    assert runner.link_identical(_spec(other, "2d-only")) is False  # `out` holds no 2d-only run
 
 
 def test_a_link_whose_source_is_gone_is_trained_afresh(tmp_path, source):
