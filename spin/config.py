@@ -44,7 +44,7 @@ class SyntheticDataConfig:
     # 3D joints (`S`) for every train row (SPIN's layout of a 3D dataset), or only for the
     # gt_fraction rows: then the others have no 3D supervision at all and must learn it from fits.
     joints3d_for_all: bool = False
-    # What the network sees (NBF, Omran et al. 2018): rgb, silhouette, parts3/6/12/24 or
+    # What the network sees (NBF, Omran et al. 2018): rgb, textured, silhouette, parts3/6/12/24 or
     # heatmaps14/24 (spin.data.representations.REPRESENTATIONS); same people, cameras, keypoints.
     representation: str = "rgb"
 

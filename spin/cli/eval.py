@@ -39,8 +39,8 @@ def eval_command(
     img_res: Optional[int] = typer.Option(
         None, "--img-res", help="Network input size (default: the checkpoint's config, 224 for SPIN's)."),
     representation: Optional[str] = typer.Option(
-        None, "--representation", help="Input representation (rgb, silhouette, parts3/6/12/24, "
-        "heatmaps14/24); always the checkpoint's own (its saved config), so only a check."),
+        None, "--representation", help="Input representation (rgb, textured, silhouette, "
+        "parts3/6/12/24, heatmaps14/24); always the checkpoint's own (its saved config), so only a check."),
     out: Optional[Path] = typer.Option(
         None, "--out", help="Write predictions (pose, betas, cam) and per-sample errors to this .npz."),
     batch_size: int = typer.Option(64, "--batch-size"),

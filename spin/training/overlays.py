@@ -6,8 +6,8 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw
 
-IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32)
-IMAGENET_STD = np.array([0.229, 0.224, 0.225], dtype=np.float32)
+from spin.data.datasets import IMAGENET_MEAN, IMAGENET_STD
+
 GT_SLICE = slice(25, 49)  # draw the 24 ground-truth-superset joints; the OpenPose ones duplicate them
 
 
