@@ -16,8 +16,7 @@ from typing import Any
 
 from spin.experiments.catalog import get_experiment
 from spin.experiments.plots import write_plots
-from spin.experiments.results import summarize_dict, write_results
-from spin.experiments.stats import decide
+from spin.experiments.results import decide_claims, write_results
 
 
 def finished(row: dict[str, Any]) -> int:
@@ -37,16 +36,7 @@ def merge(sources: list[Path]) -> dict[str, Any]:
         ]
         n, _, row, path = max(candidates, key=lambda c: (c[0], c[1]))
         rows.append({**row, "merged_from": str(path) if n else None})
-    by_name = {row["name"]: row for row in rows}
-    claims = []
-    for claim in experiment.claims:
-        metric = experiment.metric(claim.metric)
-        better, worse = (
-            summarize_dict(by_name[name]["summary"][claim.metric]) for name in (claim.better, claim.worse)
-        )
-        verdict = decide(better, worse, metric.lower_is_better, claim.kind)
-        claims.append({"text": claim.text, "better": claim.better, "worse": claim.worse,
-                       "metric": claim.metric, "kind": claim.kind, **verdict.to_dict()})
+    claims = decide_claims(experiment, rows)
     settings = {**datas[-1]["settings"], "command": "merged from " + ", ".join(map(str, sources))}
     return {**datas[0], "rows": rows, "claims": claims, "settings": settings}
 

@@ -88,6 +88,21 @@ def collect(
                 "summary": summary,
             }
         )
+    claims = decide_claims(experiment, rows)
+    return {
+        "experiment": experiment.name,
+        "mirrors": experiment.mirrors,
+        "description": experiment.description,
+        "x_label": experiment.x_label,
+        "settings": settings or {},
+        "metrics": [vars_of(m) for m in experiment.metrics],
+        "rows": rows,
+        "claims": claims,
+    }
+
+
+def decide_claims(experiment: Experiment, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each claim of `experiment` with its verdict, from the rows' summaries (results.json's rows)."""
     by_name = {row["name"]: row for row in rows}
     claims = []
     for claim in experiment.claims:
@@ -106,16 +121,7 @@ def collect(
                 **verdict.to_dict(),
             }
         )
-    return {
-        "experiment": experiment.name,
-        "mirrors": experiment.mirrors,
-        "description": experiment.description,
-        "x_label": experiment.x_label,
-        "settings": settings or {},
-        "metrics": [vars_of(m) for m in experiment.metrics],
-        "rows": rows,
-        "claims": claims,
-    }
+    return claims
 
 
 def summarize_dict(values: dict[str, Any]) -> Summary:
