@@ -135,7 +135,7 @@ def _nbf_3d_fraction() -> Experiment:
     )
 
 
-NBF_REPRESENTATIONS = REPRESENTATIONS  # rgb, textured, silhouette, parts3/6/12/24, heatmaps14/24
+NBF_REPRESENTATIONS = REPRESENTATIONS  # every input spin.data.representations defines
 
 
 def _nbf_input() -> Experiment:
